@@ -1,0 +1,37 @@
+/* forward.h - Kafka side: drains the spool into an idempotent librdkafka producer.
+ *
+ * Owns a thread, the rd_kafka_t and the forwarder's spool handle; it is the sole
+ * caller of rd_kafka_poll. Claims records lane by lane in priority order (then by
+ * sequence), keeps at most FORWARD_WINDOW records in flight, and deletes a record
+ * only after its delivery report says Kafka has it. Transient errors are retried by
+ * librdkafka itself in order (message.timeout.ms=0 = forever, so no idempotence gaps);
+ * permanent errors (too large, unknown topic, not authorized) dead-letter the record. */
+#ifndef SLUICE_FORWARD_H
+#define SLUICE_FORWARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct config;
+struct err;
+struct forward;
+struct spool;
+
+#define FORWARD_WINDOW 10000
+
+/* Takes sp. cfg borrowed (see forward_set_config). With kafka.bootstrap "embedded"
+ * it also starts an in-process mock cluster and logs its bootstrap address. */
+int  forward_create(struct forward **out, const struct config *cfg, struct spool *sp,
+                    struct err *err);
+int  forward_start(struct forward *fw, struct err *err);
+/* Any thread: new records are in the spool. Coalesces; never blocks. */
+void forward_notify(void *fw);
+/* Stops claiming, waits up to flush_ms for in-flight records to be acknowledged
+ * (deleting those), leaves the rest in the spool, joins the thread. */
+void forward_stop(struct forward *fw, int flush_ms);
+void forward_destroy(struct forward *fw);   /* NULL is fine */
+
+void forward_set_config(struct forward *fw, const struct config *cfg);
+bool forward_is_connected(const struct forward *fw);
+
+#endif

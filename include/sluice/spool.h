@@ -1,0 +1,95 @@
+/* spool.h - durable FIFO between MQTT ingest and the Kafka forwarder.
+ *
+ * One SQLite file in WAL mode. Only the ingest side appends; only the forwarder
+ * claims and deletes; each opens its own handle (connection) on the same path, and
+ * a handle is used by one thread at a time. Records are Kafka-ready: routing and
+ * decoding happened before the append. Order: a global, monotonic sequence; within
+ * a lane, records are claimed in sequence order. See spool.c for the durability
+ * essay. */
+#ifndef SLUICE_SPOOL_H
+#define SLUICE_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/config.h"
+#include "sluice/record.h"
+
+struct err;
+struct spool;
+
+/* Exit code for a spool that cannot be opened or written (EX_IOERR). */
+#define SPOOL_EXIT_IOERR 74
+
+struct spool_conf {
+    const char            *path;
+    enum config_durability durability;
+    bool                   readonly;     /* `sluice spool stats`: never writes */
+};
+
+/* Opens (creating with mode 0600, parent directory 0700, when absent), migrates the
+ * schema (PRAGMA user_version), runs a quick integrity check. Errors: -EIO / -EACCES /
+ * -ENOSPC / -EBADMSG (corrupt, or a newer schema version) with a sentence naming the
+ * path and reason. Never deletes or rewrites a damaged file. Returns owned *out. */
+int  spool_open(struct spool **out, const struct spool_conf *conf, struct err *err);
+void spool_close(struct spool *sp);        /* NULL and half-built spools are fine */
+
+/* Appends a copy of rec and sets rec->seq. With commit true the row is committed
+ * before return (the QoS 1/2 path: the PUBACK follows). With commit false it joins an
+ * open transaction that spool_commit ends (the QoS 0 batch path). Errors: -ENOSPC
+ * (disk or spool full), -EIO, with a sentence; the row is then not in the spool and
+ * any open batch was rolled back (the count of rows lost is in err). */
+int  spool_append(struct spool *sp, struct record *rec, bool commit, struct err *err);
+int  spool_commit(struct spool *sp, struct err *err);      /* no-op without a batch */
+size_t spool_pending(const struct spool *sp);              /* rows in the open batch */
+int64_t spool_pending_since_ms(const struct spool *sp);    /* mono ms the batch began */
+
+/* fsync(2) of the WAL file: the `durability: process` sync_interval tick. Any thread
+ * (it uses its own descriptor). 0 or -errno. */
+int  spool_sync_wal(struct spool *sp);
+
+/* Claimed rows: records whose pointers borrow from the batch until reset/fini. */
+struct spool_batch {
+    struct record *recs;
+    size_t         n, cap;
+    struct buf    *arena;     /* owned storage for the rows' bytes */
+};
+void spool_batch_init(struct spool_batch *b);
+void spool_batch_reset(struct spool_batch *b);
+void spool_batch_fini(struct spool_batch *b);
+
+/* Appends to b up to max records of lane with seq > after_seq, in seq order.
+ * Claiming does not change the spool: records stay until spool_delete. */
+int  spool_claim(struct spool *sp, const char *lane, uint64_t after_seq, size_t max,
+                 struct spool_batch *b, struct err *err);
+/* Deletes the given sequences in one transaction. Unknown sequences are ignored. */
+int  spool_delete(struct spool *sp, const uint64_t *seqs, size_t n, struct err *err);
+
+struct spool_lane_stats {
+    char     name[64];
+    uint64_t records;
+    uint64_t bytes;         /* payload + key + topic + header bytes */
+    int64_t  oldest_ms;     /* ingest time of the oldest record, 0 when empty */
+};
+struct spool_stats {
+    struct spool_lane_stats *lanes;   /* owned, free with spool_stats_fini */
+    size_t                   nlanes;
+    uint64_t                 records, bytes;
+    uint64_t                 file_bytes;   /* database + WAL on disk */
+};
+int  spool_stats(struct spool *sp, struct spool_stats *st, struct err *err);
+void spool_stats_fini(struct spool_stats *st);
+
+#ifdef SLUICE_FAULT_SEAMS
+/* Test builds only: the Nth commit from now (1 = next) fails with -EIO, and every
+ * commit fails while spool_fault_fail_all is set. */
+void spool_fault_fail_commit(struct spool *sp, unsigned nth);
+void spool_fault_fail_all(struct spool *sp, bool on);
+/* Caps the file at pages pages (PRAGMA max_page_count on this handle), so appends
+ * hit SQLITE_FULL like a full disk; 0 lifts the cap. 0 or -errno. */
+int  spool_fault_max_pages(struct spool *sp, uint32_t pages);
+uint32_t spool_fault_page_count(struct spool *sp);   /* PRAGMA page_count */
+#endif
+
+#endif

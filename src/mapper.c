@@ -1,0 +1,268 @@
+/* mapper.c - one MQTT message through the routes into a Kafka-ready record.
+ *
+ * Steps: router_match (first route in file order) -> codec decode -> render topic,
+ * key and header templates -> event time -> struct record. Any failure after a route
+ * matched turns the message into a dead letter: the record is readdressed to
+ * dead_letter.topic with headers error and error.stage, and keeps the original
+ * payload, so nothing accepted is ever silently lost.
+ *
+ * All scratch space (rendered topic, key, header block, codec output) belongs to the
+ * mapper and is reused, so once the buffers have grown to the working size the hot
+ * path allocates only what the codec needs (Jansson's document for json). */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/buf.h"
+#include "sluice/codec.h"
+#include "sluice/config.h"
+#include "sluice/err.h"
+#include "sluice/jpath.h"
+#include "sluice/mapper.h"
+#include "sluice/route.h"
+#include "sluice/tmpl.h"
+#include "sluice/units.h"
+
+#define KAFKA_TOPIC_MAX 249
+#define MAPPER_KEY_MAX  (64u << 10)    /* keys past this are a route error */
+#define MAPPER_HDR_MAX  (64u << 10)    /* one rendered header value */
+
+struct mapper {
+    char                topic[KAFKA_TOPIC_MAX + 2];
+    struct buf          key;        /* rendered key */
+    struct buf          value;      /* one rendered header value */
+    struct buf          hdrs;       /* encoded extra headers */
+    struct codec_out    out;        /* the last decode, released on the next call */
+    const struct codec *codec;      /* who owns out */
+};
+
+int
+mapper_create(struct mapper **out)
+{
+    struct mapper *mp;
+
+    if ((mp = calloc(1, sizeof(*mp))) == NULL)
+        return -ENOMEM;
+    buf_init(&mp->key);
+    buf_init(&mp->value);
+    buf_init(&mp->hdrs);
+    *out = mp;
+    return 0;
+}
+
+static void
+mapper_release(struct mapper *mp)
+{
+    if (mp->codec != NULL)
+        mp->codec->release(&mp->out);
+    mp->codec = NULL;
+}
+
+void
+mapper_destroy(struct mapper *mp)
+{
+    if (mp == NULL)
+        return;
+    mapper_release(mp);
+    buf_fini(&mp->key);
+    buf_fini(&mp->value);
+    buf_fini(&mp->hdrs);
+    free(mp);
+}
+
+/* Legal Kafka topic names: 1..249 of [A-Za-z0-9._-], and not "." or "..". */
+static bool
+mapper_is_kafka_topic(const char *t, size_t len)
+{
+    if (len == 0 || len > KAFKA_TOPIC_MAX)
+        return false;
+    if ((len == 1 && t[0] == '.') || (len == 2 && t[0] == '.' && t[1] == '.'))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = t[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* Renders t into b, growing it up to max bytes. Returns the length or -errno. */
+static int
+mapper_render(const struct tmpl *t, const struct capture *caps, const json_t *doc,
+              struct buf *b, size_t max, struct err *err)
+{
+    int rc;
+
+    for (;;) {
+        if (b->cap < 64 && (rc = buf_reserve(b, 64)) < 0)
+            return rc;
+        rc = tmpl_render(t, caps, doc, b->data, b->cap, err);
+        if (rc != -ENOSPC)
+            break;
+        if (b->cap >= max)
+            return err_set(err, -ENOSPC, "rendered value is longer than %zu bytes", max);
+        if ((rc = buf_reserve(b, b->cap * 2)) < 0)
+            return rc;
+    }
+    if (rc >= 0)
+        b->len = (size_t)rc;
+    return rc;
+}
+
+/* Event time from the route's timestamp path; false when absent or unparsable. */
+static bool
+mapper_event_time(const struct config_route *r, const json_t *doc, int64_t *out)
+{
+    const json_t *v;
+    const char *s;
+
+    if (r->timestamp == NULL || doc == NULL || (v = jpath_get(r->timestamp, doc)) == NULL)
+        return false;
+    if (json_is_number(v))
+        return units_epoch_to_ms(json_number_value(v), (enum units_epoch)r->timestamp_unit,
+                                 out) == 0;
+    if (json_is_string(v)) {
+        s = json_string_value(v);
+        return units_parse_rfc3339(s, json_string_length(v), out) == 0;
+    }
+    return false;
+}
+
+static int
+mapper_add_user_props(struct mapper *mp, const struct mapper_msg *msg)
+{
+    char name[256];
+    int rc;
+
+    for (size_t i = 0; i < msg->nuser_props; i++) {
+        const struct record_header *h = &msg->user_props[i];
+        size_t n = h->name_len < sizeof(name) - 11 ? h->name_len : sizeof(name) - 11;
+        memcpy(name, "mqtt.user.", 10);
+        memcpy(name + 10, h->name, n);
+        if ((rc = record_hdrs_add(&mp->hdrs, name, 10 + n, h->value, h->value_len)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Readdresses rec to the dead-letter topic. The payload, MQTT fields and user
+ * properties stay; the route's topic, key and headers are dropped. */
+static int
+mapper_dead_letter(struct mapper *mp, const struct config *cfg, const struct mapper_msg *msg,
+                   struct record *rec, const char *stage, const char *reason,
+                   struct err *why)
+{
+    int rc;
+
+    buf_reset(&mp->hdrs);
+    if ((rc = record_hdrs_add(&mp->hdrs, "error", 5, reason, strlen(reason))) < 0 ||
+        (rc = record_hdrs_add(&mp->hdrs, "error.stage", 11, stage, strlen(stage))) < 0 ||
+        (rc = mapper_add_user_props(mp, msg)) < 0)
+        return rc;
+    rec->topic = cfg->dead_letter_topic;
+    rec->topic_len = strlen(cfg->dead_letter_topic);
+    rec->key = NULL;
+    rec->key_len = 0;
+    rec->value = msg->payload;
+    rec->value_len = msg->payload_len;
+    rec->hdrs = mp->hdrs.data;
+    rec->hdrs_len = mp->hdrs.len;
+    rec->dead_letter = true;
+    if (why != NULL && why->msg != reason)
+        err_set(why, -EBADMSG, "%s", reason);
+    return MAPPER_DEAD_LETTER;
+}
+
+int
+mapper_map(struct mapper *mp, const struct config *cfg, const struct mapper_msg *msg,
+           struct record *rec, struct err *why)
+{
+    struct capture caps[ROUTE_MAX_CAPTURES + CODEC_MAX_EXTRA];
+    const struct config_route *r;
+    struct err e = { 0 };
+    struct match m;
+    size_t ncaps;
+    int64_t ev;
+    int rc;
+
+    mapper_release(mp);
+    memset(rec, 0, sizeof(*rec));
+    rec->mqtt_topic = msg->topic;
+    rec->mqtt_topic_len = msg->topic_len;
+    rec->qos = (uint8_t)msg->qos;
+    rec->retained = msg->retained;
+    rec->ingest_ms = msg->arrival_ms;
+    rec->event_ms = msg->arrival_ms;
+    rec->lane = cfg->lanes[cfg->default_lane].name;
+
+    if (cfg->router == NULL || !router_match(cfg->router, msg->topic, msg->topic_len, &m))
+        return MAPPER_NO_ROUTE;
+    r = &cfg->routes[m.route];
+    rec->route = (uint32_t)m.route;
+    rec->lane = cfg->lanes[r->lane].name;
+
+    mp->codec = r->codec;
+    if (r->codec->decode(msg->topic, msg->topic_len, msg->payload, msg->payload_len, &mp->out,
+                         &e) < 0)
+        return mapper_dead_letter(mp, cfg, msg, rec, "decode", e.msg, why);
+
+    ncaps = m.ncaptures;
+    memcpy(caps, m.cap, ncaps * sizeof(caps[0]));
+    memcpy(caps + ncaps, mp->out.extra, mp->out.nextra * sizeof(caps[0]));
+
+    rc = tmpl_render(r->topic, caps, mp->out.doc, mp->topic, sizeof(mp->topic), &e);
+    if (rc == -ENOSPC)
+        err_set(&e, rc, "topic: rendered name is longer than %d bytes", KAFKA_TOPIC_MAX);
+    else if (rc < 0)
+        err_wrap(&e, "topic");
+    else if (!mapper_is_kafka_topic(mp->topic, (size_t)rc))
+        rc = err_set(&e, -EINVAL, "topic: \"%.*s\" is not a legal Kafka topic name",
+                     rc > 64 ? 64 : rc, mp->topic);
+    if (rc < 0)
+        return mapper_dead_letter(mp, cfg, msg, rec, "route", e.msg, why);
+    rec->topic = mp->topic;
+    rec->topic_len = (size_t)rc;
+
+    if (r->key != NULL) {
+        if ((rc = mapper_render(r->key, caps, mp->out.doc, &mp->key, MAPPER_KEY_MAX, &e)) < 0) {
+            if (rc == -ENOMEM)
+                return rc;
+            err_wrap(&e, "key");
+            return mapper_dead_letter(mp, cfg, msg, rec, "route", e.msg, why);
+        }
+        if (rc == 0)
+            return mapper_dead_letter(mp, cfg, msg, rec, "route", "key: rendered empty", why);
+        rec->key = mp->key.data;
+        rec->key_len = (size_t)rc;
+    }
+
+    buf_reset(&mp->hdrs);
+    if (mapper_event_time(r, mp->out.doc, &ev)) {
+        rec->event_ms = ev;
+    } else if (r->timestamp != NULL) {
+        if ((rc = record_hdrs_add(&mp->hdrs, "event.time.source", 17, "arrival", 7)) < 0)
+            return rc;
+    }
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const struct config_header *h = &r->headers[i];
+        if ((rc = mapper_render(h->value, caps, mp->out.doc, &mp->value, MAPPER_HDR_MAX,
+                                &e)) < 0) {
+            if (rc == -ENOMEM)
+                return rc;
+            err_wrap(&e, "headers.%s", h->name);
+            return mapper_dead_letter(mp, cfg, msg, rec, "route", e.msg, why);
+        }
+        if ((rc = record_hdrs_add(&mp->hdrs, h->name, strlen(h->name), mp->value.data,
+                                  (size_t)rc)) < 0)
+            return rc;
+    }
+    if ((rc = mapper_add_user_props(mp, msg)) < 0)
+        return rc;
+    rec->hdrs = mp->hdrs.data;
+    rec->hdrs_len = mp->hdrs.len;
+    rec->value = mp->out.value;
+    rec->value_len = mp->out.value_len;
+    return MAPPER_OK;
+}
