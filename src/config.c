@@ -291,6 +291,9 @@ static void diag_at(struct loader *ld, int line, int col, const char *path, cons
 static void diag(struct loader *ld, const yaml_node_t *at, const char *path, const char *fmt,
                  ...) __attribute__((format(printf, 4, 5)));
 
+static void diag_vat(struct loader *ld, int line, int col, const char *path, const char *fmt,
+                     va_list ap) __attribute__((format(printf, 5, 0)));
+
 static void
 diag_vat(struct loader *ld, int line, int col, const char *path, const char *fmt, va_list ap)
 {

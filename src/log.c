@@ -85,6 +85,9 @@ json_escape_into(char *line, size_t off, size_t cap, const char *s)
     return off;
 }
 
+static void log_vemit(enum log_level lvl, const char *component, const char *suffix,
+                      const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+
 static void
 log_vemit(enum log_level lvl, const char *component, const char *suffix,
           const char *fmt, va_list ap)
