@@ -46,7 +46,9 @@ size_t spool_pending(const struct spool *sp);              /* rows in the open b
 int64_t spool_pending_since_ms(const struct spool *sp);    /* mono ms the batch began */
 
 /* fsync(2) of the WAL file: the `durability: process` sync_interval tick. Any thread
- * (it uses its own descriptor). 0 or -errno. */
+ * (it uses its own descriptor, and its own connection to checkpoint the WAL first,
+ * so the appending thread does not), but not concurrently with spool_close.
+ * 0 or -errno. */
 int  spool_sync_wal(struct spool *sp);
 
 /* Claimed rows: records whose pointers borrow from the batch until reset/fini. */

@@ -1,0 +1,1350 @@
+/* spool.c - durable FIFO between MQTT ingest and the Kafka forwarder.
+ *
+ * One SQLite file in WAL mode, two connections: the ingest thread appends on one
+ * handle, the forwarder claims and deletes on another, and `sluice spool stats`
+ * may read on a third from another process. WAL lets the readers run beside the
+ * one writer; the two writers (append, delete) take turns on the WAL write lock.
+ * Every writer transaction is BEGIN IMMEDIATE (or a single autocommit statement,
+ * which takes the write lock at its start), so a writer never holds a read
+ * snapshot it later has to upgrade: that upgrade is what fails with
+ * SQLITE_BUSY_SNAPSHOT in WAL, and no busy handler can retry it. With the write
+ * lock taken up front, contention is plain SQLITE_BUSY, which busy_timeout waits
+ * out.
+ *
+ * Durability. A QoS 1/2 message is acknowledged after its row is committed. Under
+ * `durability: power` that commit runs with synchronous=FULL: SQLite fsyncs the
+ * WAL before COMMIT returns, so the PUBACK never precedes the disk (~4k commits/s
+ * measured here, the price of the promise). Under `durability: process`
+ * (the default) we run synchronous=NORMAL: COMMIT appends the frames to the WAL with
+ * write(2) and returns without fsync. Why that keeps both promises:
+ *  - Killing the process loses nothing: after write(2) returns, the frames are in
+ *    the kernel's page cache, which outlives the process; the next open replays
+ *    the WAL up to its last valid commit frame.
+ *  - A power cut loses at most sync_interval: the WAL is an append-only log whose
+ *    frames carry a cumulative checksum, and recovery keeps the longest prefix of
+ *    valid frames that ends in a commit. spool_sync_wal, called every
+ *    sync_interval, fdatasyncs the WAL through our own descriptor; fdatasync(2)
+ *    on any descriptor of an inode flushes all of its dirty pages and its size,
+ *    including the frames the SQLite connection wrote through its own. So every
+ *    commit made before the last tick is on the disk, and only the commits after
+ *    it (one interval) can vanish. When the
+ *    WAL wraps, SQLite has first checkpointed it (synchronous=NORMAL fsyncs the WAL
+ *    and then the database during a checkpoint), so the rows behind the wrap are
+ *    already durable in the main file; a half-persisted restart header only
+ *    invalidates the new frames (salt mismatch), which again lie inside the window.
+ *  - SQLite documents exactly this for NORMAL in WAL: durable against application
+ *    crashes, may roll back recent commits on power loss, never corrupts.
+ * The descriptor is reopened when the WAL's inode changes (SQLite deletes the WAL
+ * when the last connection closes and creates a fresh one later), and the first
+ * fsync after (re)opening also fsyncs the directory, so the WAL's name survives the
+ * power cut along with its contents. This assumes the disk honours cache flushes.
+ *
+ * One b-tree. A single-row commit rewrites whole pages into the WAL, so flash wear
+ * is counted in pages touched per commit. A records table keyed by seq plus an
+ * index on (lane, seq) touches two b-trees: we measured 3.2 WAL frames per commit.
+ * Instead the table's rowid is rid = lane << 48 | seq: the table itself is ordered
+ * by (lane, seq), a claim is one rowid range scan, and a commit touches one leaf
+ * (1.7 frames per commit with splits; 47% less WAL). The price: spool_delete gets
+ * bare sequences, so it tries the lane of the previous row first (a claimed batch
+ * is one lane) and the others on a miss, and a lane id must fit 15 bits. 48 bits
+ * of sequence last 300 years at 30k messages a second.
+ *
+ * Sequence numbers. Kafka consumers de-duplicate on instance + sluice.seq, so a
+ * sequence is unique across lanes and never reused, even after the highest rows
+ * were deleted and the spool reopened. The insert takes, inside its write
+ * transaction, 1 + the maximum of the newest row of every lane (one seek each) and
+ * meta.seq_floor, which spool_delete raises only when a batch deletes the current
+ * maximum row (once per drained backlog, not per row). AUTOINCREMENT would rewrite
+ * the sqlite_sequence page on every insert: one more WAL frame per QoS 1 commit.
+ *
+ * Page size 1024, not the default 4096. Each page touched costs a frame of
+ * page_size + 24 bytes. For 200-byte payloads we measured (bench/bench_spool.c,
+ * /proc/self/io write_bytes, WAL fsynced every 200 ms, checkpoints included)
+ * 12.0 disk bytes per payload byte with 1 KiB pages against 29.3 with 4 KiB pages
+ * (and 18.8 against 49.6 for the table-plus-index layout). Smaller pages cost
+ * b-tree depth and syscalls on bulk reads and deletes: the drain measured ~400k
+ * rows per CPU second with 1 KiB pages against ~500k with 4 KiB, both above the
+ * 300k budget. Rows over ~990 bytes spill into overflow pages, which cost what
+ * they carry.
+ *
+ * secure_delete = FAST (Debian builds SQLite with SECURE_DELETE on): deleted rows
+ * are zeroed inside pages that are written anyway, but freed pages are not
+ * rewritten with zeros, which would double the drain's writes. Delivered rows
+ * are in Kafka; the spool is not a secret store.
+ *
+ * Strings are not dictionary-encoded. The Kafka topic (a few distinct values) would
+ * save ~10-20 bytes a row, but a single-row commit writes whole pages whatever the
+ * row size, so the saving only shows in the checkpointed file and the drain, and it
+ * adds a cache that must stay consistent across rollbacks and two connections. The
+ * MQTT topic is per device (unbounded cardinality): a dictionary would touch a third
+ * b-tree on every new device and need garbage collection. Lanes are encoded: a
+ * bounded set, and the id is the high part of the rowid.
+ *
+ * Checkpoints. A checkpoint copies WAL pages into the database and fsyncs both
+ * (synchronous=NORMAL), milliseconds on an SSD, tens on an SD card: not work for
+ * the MQTT receive thread, whose every stall delays PUBACKs. Under `durability:
+ * process`, spool_sync_wal runs a PASSIVE checkpoint (it waits for nobody) on a
+ * connection of its own before its fsync, once per sync_interval, on the tick's
+ * thread. The handles' own wal_autocheckpoint stays as a backstop at 4 x
+ * SPOOL_CKPT_PAGES frames (16 MiB), for when the ticks stop or cannot keep up;
+ * under `durability: power` (no tick) it is SPOOL_CKPT_PAGES (4 MiB). Measured
+ * with inline checkpoints at ~60k commits/s: 16384 pages gave 24 ms worst-case
+ * appends, 4096 gave 7.5 ms, 1000 gave 5.9 ms but four times the fsyncs; bytes
+ * written hardly differ (12.0, 12.2, 12.6 per payload byte). journal_size_limit
+ * truncates a WAL that grew past the limit (a long reader pinned it) when it
+ * restarts, so the disk footprint comes back down.
+ *
+ * Damage. A file that is not a database, fails PRAGMA quick_check, or carries a
+ * newer schema is reported (-EBADMSG) and left exactly as it was: until the open
+ * has succeeded, the connection runs with SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, so
+ * closing it cannot checkpoint a WAL into a damaged file or delete that WAL.
+ *
+ * Threads: a handle is used by one thread at a time, except spool_sync_wal, which
+ * touches only the WAL descriptor and the checkpoint connection, under its own
+ * mutex, and may run on any thread (but not during spool_close). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "sluice/buf.h"
+#include "sluice/clock.h"
+#include "sluice/err.h"
+#include "sluice/spool.h"
+
+#ifndef SPOOL_PAGE_SIZE                          /* overridable for bench_spool only */
+#define SPOOL_PAGE_SIZE    1024
+#endif
+#ifndef SPOOL_CKPT_PAGES
+#define SPOOL_CKPT_PAGES   4096                  /* ~4 MiB of WAL between checkpoints */
+#endif
+#ifndef SPOOL_SECURE_DELETE
+#define SPOOL_SECURE_DELETE "FAST"
+#endif
+#ifndef SPOOL_CACHE_KIB
+#define SPOOL_CACHE_KIB    8192     /* page cache per handle: a drain batch's pages */
+#endif
+#define SPOOL_WAL_LIMIT    (16 * 1024 * 1024)    /* journal_size_limit, bytes */
+#define SPOOL_BUSY_MS      5000                  /* the other writer holds a batch */
+
+/* Rows are keyed by rid = lane << 48 | seq: see "One b-tree" above. */
+#define SPOOL_SEQ_BITS 48
+#define SPOOL_SEQ_MASK ((INT64_C(1) << SPOOL_SEQ_BITS) - 1)
+#define SPOOL_LANE_MAX 32767                     /* lane << 48 stays positive */
+#define SEQ_MASK_SQL   "281474976710655"         /* SPOOL_SEQ_MASK */
+
+/* Schema migrations: step i brings user_version from i to i + 1. Append only;
+ * a released step is never edited. */
+static const char *const spool_migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE lanes ("
+    "  id   INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE);"
+    "CREATE TABLE meta ("
+    "  k TEXT PRIMARY KEY,"
+    "  v INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO meta (k, v) VALUES ('seq_floor', 0);"
+    "CREATE TABLE records ("
+    "  rid         INTEGER PRIMARY KEY,"  /* lane << 48 | seq; seq never reused */
+    "  topic       TEXT NOT NULL,"
+    "  key         BLOB,"                 /* NULL: no key */
+    "  value       BLOB NOT NULL,"
+    "  mqtt_topic  TEXT NOT NULL,"
+    "  hdrs        BLOB NOT NULL,"
+    "  event_ms    INTEGER NOT NULL,"
+    "  ingest_ms   INTEGER NOT NULL,"
+    "  route       INTEGER NOT NULL,"
+    "  qos         INTEGER NOT NULL,"
+    "  retained    INTEGER NOT NULL,"
+    "  dead_letter INTEGER NOT NULL,"
+    "  size        INTEGER NOT NULL);",  /* bytes, for stats */
+};
+#define SPOOL_SCHEMA_VERSION ((int)(sizeof(spool_migrations) / sizeof(spool_migrations[0])))
+
+/* The highest sequence ever handed out: the newest row of every lane (one seek
+ * each, at the right edge of the lane's rid range) and the floor left by deletes. */
+#define SQL_MAX_SEQ \
+    "max((SELECT v FROM meta WHERE k = 'seq_floor'), coalesce((SELECT max(" \
+    "(SELECT r.rid & " SEQ_MASK_SQL " FROM records r WHERE r.rid BETWEEN (l.id << 48)" \
+    " AND ((l.id << 48) | " SEQ_MASK_SQL ") ORDER BY r.rid DESC LIMIT 1))" \
+    " FROM lanes l), 0))"
+
+static const char SQL_INSERT[] =
+    "INSERT INTO records (rid, topic, key, value, mqtt_topic, hdrs, event_ms,"
+    " ingest_ms, route, qos, retained, dead_letter, size) VALUES ("
+    " (?1 << 48) | (" SQL_MAX_SEQ " + 1),"
+    " ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+static const char SQL_CLAIM[] =
+    "SELECT rid & " SEQ_MASK_SQL ", topic, key, value, mqtt_topic, hdrs, event_ms,"
+    " ingest_ms, route, qos, retained, dead_letter FROM records"
+    " WHERE rid > ?1 AND rid <= ?2 ORDER BY rid LIMIT ?3";
+static const char SQL_DELETE[] = "DELETE FROM records WHERE rid = ?1";
+static const char SQL_MAXSEQ[] = "SELECT " SQL_MAX_SEQ;
+static const char SQL_FLOOR[] =
+    "UPDATE meta SET v = max(v, ?1) WHERE k = 'seq_floor'";
+static const char SQL_LANE_GET[] = "SELECT id FROM lanes WHERE name = ?1";
+static const char SQL_LANE_ADD[] = "INSERT OR IGNORE INTO lanes (name) VALUES (?1)";
+static const char SQL_LANE_ALL[] = "SELECT id, name FROM lanes ORDER BY id";
+/* Lanes outer, each lane's rid range inner: no sort of the records, one pass. */
+static const char SQL_STATS[] =
+    "SELECT l.name, count(r.rid), coalesce(sum(r.size), 0), coalesce(min(r.ingest_ms), 0)"
+    " FROM lanes l LEFT JOIN records r ON r.rid BETWEEN (l.id << 48)"
+    " AND ((l.id << 48) | " SEQ_MASK_SQL ") GROUP BY l.id ORDER BY l.name";
+
+struct spool_lane {
+    int64_t id;        /* lanes.id */
+    char   *name;      /* owned */
+};
+
+struct spool {
+    sqlite3                *db;
+    char                   *path;          /* owned copies */
+    char                   *wal_path;
+    char                   *dir_path;
+    enum config_durability  durability;
+    bool                    readonly;
+
+    sqlite3_stmt *st_insert, *st_begin, *st_commit, *st_rollback;
+    sqlite3_stmt *st_claim, *st_delete, *st_maxseq, *st_floor;
+    sqlite3_stmt *st_lane_get, *st_lane_add, *st_lane_all, *st_stats;
+
+    struct spool_lane *lanes;     /* cache of the lanes table; cleared on rollback */
+    size_t             nlanes, lanecap;
+    size_t             last_lane;     /* where spool_delete found the last row */
+
+    size_t  pending;              /* rows in the open batch transaction */
+    int64_t pending_since;        /* clock_mono_ms when the batch began */
+    bool    in_batch;             /* we hold BEGIN IMMEDIATE */
+
+    pthread_mutex_t wal_mu;       /* guards the wal_* fields (spool_sync_wal) */
+    bool            wal_mu_ok;
+    int             wal_fd;       /* O_RDONLY descriptor of the -wal file, or -1 */
+    sqlite3        *ckpt_db;      /* spool_sync_wal's own connection: checkpoints */
+    dev_t           wal_dev;
+    ino_t           wal_ino;
+
+#ifdef SLUICE_FAULT_SEAMS
+    unsigned fault_nth;           /* commits until the injected failure, 0 = off */
+    bool     fault_all;
+    bool     fault_fired;         /* the commit hook vetoed the last commit */
+#endif
+};
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static int
+spool_errno(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW:
+        return 0;
+    case SQLITE_FULL:     return -ENOSPC;
+    case SQLITE_NOMEM:    return -ENOMEM;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:   return -EBUSY;
+    case SQLITE_READONLY: return -EROFS;
+    case SQLITE_PERM:
+    case SQLITE_AUTH:     return -EACCES;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:   return -EBADMSG;
+    case SQLITE_TOOBIG:   return -E2BIG;
+    default:              return -EIO;     /* IOERR, CANTOPEN, PROTOCOL, ... */
+    }
+}
+
+/* Fills err from the connection's last error; returns the mapped errno. */
+static int
+spool_fail(struct spool *sp, struct err *err, int rc, const char *what)
+{
+    int code = spool_errno(rc);
+
+    if (code == 0)
+        code = -EIO;
+#ifdef SLUICE_FAULT_SEAMS
+    if (sp->fault_fired) {
+        sp->fault_fired = false;
+        return err_set(err, -EIO, "spool %s: %s: injected commit fault", sp->path, what);
+    }
+#endif
+    if (code == -ENOSPC)
+        return err_set(err, code, "spool %s: %s: disk or spool full (%s)", sp->path,
+                       what, sp->db ? sqlite3_errmsg(sp->db) : "no connection");
+    return err_set(err, code, "spool %s: %s: %s", sp->path, what,
+                   sp->db ? sqlite3_errmsg(sp->db) : "no connection");
+}
+
+/* Runs a statement that returns no rows (or whose rows we ignore); resets it. */
+static int
+spool_step_done(sqlite3_stmt *st)
+{
+    int rc;
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        ;
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Reads one integer from a one-row query (PRAGMAs); *v untouched on no row. */
+static int
+spool_query_int(sqlite3 *db, const char *sql, int64_t *v)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if ((rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL)) != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *v = sqlite3_column_int64(st, 0);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static char *
+spool_strdup_cat(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *s = malloc(la + lb + 1);
+
+    if (s != NULL) {
+        memcpy(s, a, la);
+        memcpy(s + la, b, lb + 1);
+    }
+    return s;
+}
+
+static int
+spool_fsync_dir(const char *dir)
+{
+    int fd, rc = 0;
+
+    if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return -errno;
+    if (fsync(fd) < 0)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+/* mkdir -p with mode 0700 for the components we create (chmod: umask-proof). */
+static int
+spool_mkdirs(struct spool *sp, struct err *err)
+{
+    char *p = spool_strdup_cat(sp->dir_path, "");
+    struct stat st;
+    char *s;
+    int rc = 0;
+
+    if (p == NULL)
+        return err_set(err, -ENOMEM, "spool %s: out of memory", sp->path);
+    if (stat(p, &st) == 0)
+        goto out;
+    for (s = p + 1; ; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, 0700) == 0) {
+            if (chmod(p, 0700) < 0) {
+                rc = err_set(err, -errno, "spool %s: chmod %s: %s", sp->path, p,
+                             strerror(errno));
+                goto out;
+            }
+        } else if (errno != EEXIST) {
+            rc = err_set(err, -errno, "spool %s: cannot create directory %s: %s",
+                         sp->path, p, strerror(errno));
+            goto out;
+        }
+        *s = c;
+        if (c == '\0')
+            break;
+    }
+out:
+    free(p);
+    return rc;
+}
+
+/* Creates the database file ourselves so its mode is 0600 whatever the umask.
+ * SQLite gives the -wal and -shm files the mode of the database file. */
+static int
+spool_create_file(struct spool *sp, struct err *err)
+{
+    int fd, rc;
+
+    if ((rc = spool_mkdirs(sp, err)) < 0)
+        return rc;
+    fd = open(sp->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == EEXIST)
+            return 0;
+        return err_set(err, -errno, "spool %s: cannot create: %s", sp->path,
+                       strerror(errno));
+    }
+    if (fchmod(fd, 0600) < 0) {
+        rc = err_set(err, -errno, "spool %s: chmod: %s", sp->path, strerror(errno));
+        close(fd);
+        return rc;
+    }
+    close(fd);
+    /* The new name must survive a power cut as surely as the rows inside. */
+    if ((rc = spool_fsync_dir(sp->dir_path)) < 0)
+        return err_set(err, rc, "spool %s: fsync directory: %s", sp->path, strerror(-rc));
+    return 0;
+}
+
+static int
+spool_prepare(struct spool *sp, sqlite3_stmt **st, const char *sql, struct err *err)
+{
+    int rc = sqlite3_prepare_v3(sp->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+
+    if (rc != SQLITE_OK)
+        return spool_fail(sp, err, rc, "prepare");
+    return 0;
+}
+
+/* ---- lanes ------------------------------------------------------------------ */
+
+static void
+spool_lanes_forget(struct spool *sp)
+{
+    for (size_t i = 0; i < sp->nlanes; i++)
+        free(sp->lanes[i].name);
+    sp->nlanes = 0;
+    sp->last_lane = 0;
+}
+
+static int
+spool_lanes_add(struct spool *sp, int64_t id, const char *name)
+{
+    struct spool_lane *l;
+
+    if (sp->nlanes == sp->lanecap) {
+        size_t cap = sp->lanecap ? sp->lanecap * 2 : 8;
+        if ((l = realloc(sp->lanes, cap * sizeof(*l))) == NULL)
+            return -ENOMEM;
+        sp->lanes = l;
+        sp->lanecap = cap;
+    }
+    if ((sp->lanes[sp->nlanes].name = strdup(name)) == NULL)
+        return -ENOMEM;
+    sp->lanes[sp->nlanes++].id = id;
+    return 0;
+}
+
+/* Replaces the cache with the whole lanes table (spool_delete must try them all). */
+static int
+spool_lanes_load(struct spool *sp, struct err *err)
+{
+    int rc;
+
+    spool_lanes_forget(sp);
+    while ((rc = sqlite3_step(sp->st_lane_all)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(sp->st_lane_all, 1);
+        if (spool_lanes_add(sp, sqlite3_column_int64(sp->st_lane_all, 0),
+                            name ? name : "") < 0) {
+            sqlite3_reset(sp->st_lane_all);
+            spool_lanes_forget(sp);
+            return err_set(err, -ENOMEM, "spool %s: out of memory", sp->path);
+        }
+    }
+    sqlite3_reset(sp->st_lane_all);
+    if (rc != SQLITE_DONE) {
+        spool_lanes_forget(sp);
+        return spool_fail(sp, err, rc, "load lanes");
+    }
+    return 0;
+}
+
+/* Finds the id of lane name; with create, adds it to the lanes table (inside the
+ * open batch, if any: a rollback clears the cache with it). Returns 1 found,
+ * 0 absent (only without create), or -errno. */
+static int
+spool_lane_id(struct spool *sp, const char *name, bool create, int64_t *id,
+              struct err *err)
+{
+    int rc;
+
+    for (size_t i = 0; i < sp->nlanes; i++) {
+        if (strcmp(sp->lanes[i].name, name) == 0) {
+            *id = sp->lanes[i].id;
+            return 1;
+        }
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        sqlite3_bind_text(sp->st_lane_get, 1, name, -1, SQLITE_STATIC);
+        rc = sqlite3_step(sp->st_lane_get);
+        if (rc == SQLITE_ROW) {
+            *id = sqlite3_column_int64(sp->st_lane_get, 0);
+            sqlite3_reset(sp->st_lane_get);
+            if (*id < 1 || *id > SPOOL_LANE_MAX)
+                return err_set(err, -EBADMSG, "spool %s: lane %s has id %lld, beyond %d",
+                               sp->path, name, (long long)*id, SPOOL_LANE_MAX);
+            (void)spool_lanes_add(sp, *id, name);     /* uncached is still correct */
+            return 1;
+        }
+        sqlite3_reset(sp->st_lane_get);
+        if (rc != SQLITE_DONE)
+            return spool_fail(sp, err, rc, "lane lookup");
+        if (!create)
+            return 0;
+        if (pass == 1)
+            break;
+        sqlite3_bind_text(sp->st_lane_add, 1, name, -1, SQLITE_STATIC);
+        if ((rc = spool_step_done(sp->st_lane_add)) != SQLITE_OK)
+            return spool_fail(sp, err, rc, "add lane");
+    }
+    return err_set(err, -EIO, "spool %s: lane %s vanished after insert", sp->path, name);
+}
+
+/* ---- open / close ----------------------------------------------------------- */
+
+#ifdef SLUICE_FAULT_SEAMS
+static int
+spool_commit_hook(void *arg)
+{
+    struct spool *sp = arg;
+
+    if (sp->fault_all || (sp->fault_nth > 0 && --sp->fault_nth == 0)) {
+        sp->fault_fired = true;
+        return 1;           /* turns this COMMIT into a ROLLBACK */
+    }
+    return 0;
+}
+#endif
+
+static int
+spool_migrate(struct spool *sp, struct err *err)
+{
+    int64_t v = 0;
+    int rc;
+
+    if ((rc = sqlite3_exec(sp->db, "BEGIN IMMEDIATE", NULL, NULL, NULL)) != SQLITE_OK)
+        return spool_fail(sp, err, rc, "migrate");
+    /* Another handle may have migrated while we waited for the lock. */
+    if ((rc = spool_query_int(sp->db, "PRAGMA user_version", &v)) != SQLITE_OK)
+        goto fail;
+    for (; v < SPOOL_SCHEMA_VERSION; v++) {
+        if ((rc = sqlite3_exec(sp->db, spool_migrations[v], NULL, NULL, NULL)) != SQLITE_OK)
+            goto fail;
+    }
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", SPOOL_SCHEMA_VERSION);
+    if ((rc = sqlite3_exec(sp->db, sql, NULL, NULL, NULL)) != SQLITE_OK)
+        goto fail;
+    if ((rc = sqlite3_exec(sp->db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK)
+        goto fail;
+    return 0;
+fail:
+    rc = spool_fail(sp, err, rc, "migrate");
+    sqlite3_exec(sp->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static int
+spool_check(struct spool *sp, struct err *err)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if ((rc = sqlite3_prepare_v2(sp->db, "PRAGMA quick_check", -1, &st, NULL)) != SQLITE_OK)
+        return spool_fail(sp, err, rc, "integrity check");
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *msg = (const char *)sqlite3_column_text(st, 0);
+        if (msg == NULL || strcmp(msg, "ok") != 0) {
+            rc = err_set(err, -EBADMSG, "spool %s: damaged (integrity check: %s); left "
+                         "untouched, move it aside to start an empty spool", sp->path,
+                         msg ? msg : "no result");
+            sqlite3_finalize(st);
+            for (char *c = err ? err->msg : NULL; c && *c; c++)
+                if (*c == '\n')
+                    *c = ' ';     /* quick_check lists problems one per line */
+            return rc;
+        }
+        rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_OK) {
+        rc = err_set(err, spool_errno(rc) ? spool_errno(rc) : -EIO, "spool %s: damaged "
+                     "(integrity check: %s); left untouched, move it aside to start an "
+                     "empty spool", sp->path, sqlite3_errmsg(sp->db));
+        sqlite3_finalize(st);
+        return rc;
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+/* The WAL descriptor for spool_sync_wal; called with wal_mu held. */
+static int
+spool_wal_reopen(struct spool *sp)
+{
+    struct stat st;
+    int fd;
+
+    if (stat(sp->wal_path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;    /* no WAL: nothing un-synced */
+    if (sp->wal_fd >= 0 && st.st_dev == sp->wal_dev && st.st_ino == sp->wal_ino)
+        return 0;
+    if (sp->wal_fd >= 0) {
+        close(sp->wal_fd);
+        sp->wal_fd = -1;
+    }
+    /* fsync(2) needs no write access on Linux: O_RDONLY says we never write. */
+    if ((fd = open(sp->wal_path, O_RDONLY | O_CLOEXEC)) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (fstat(fd, &st) < 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    if ((st.st_mode & 077) != 0)
+        (void)fchmod(fd, st.st_mode & 0700);     /* a lax umask must not leak rows */
+    sp->wal_fd = fd;
+    sp->wal_dev = st.st_dev;
+    sp->wal_ino = st.st_ino;
+    /* A new WAL: make its directory entry durable too. */
+    return spool_fsync_dir(sp->dir_path);
+}
+
+static int
+spool_configure(struct spool *sp, struct err *err)
+{
+    int64_t pages = -1;
+    char sql[256];
+    int rc;
+
+    if ((rc = spool_query_int(sp->db, "PRAGMA page_count", &pages)) != SQLITE_OK)
+        return spool_fail(sp, err, rc, "open");
+    if (pages == 0) {
+        /* Only a new file takes a page size; in WAL mode it is fixed forever. */
+        snprintf(sql, sizeof(sql), "PRAGMA page_size = %d", SPOOL_PAGE_SIZE);
+        if ((rc = sqlite3_exec(sp->db, sql, NULL, NULL, NULL)) != SQLITE_OK)
+            return spool_fail(sp, err, rc, "page size");
+    }
+    sqlite3_stmt *st;
+    if ((rc = sqlite3_prepare_v2(sp->db, "PRAGMA journal_mode = WAL", -1, &st, NULL))
+        != SQLITE_OK)
+        return spool_fail(sp, err, rc, "journal mode");
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        rc = spool_fail(sp, err, rc, "journal mode");
+        sqlite3_finalize(st);
+        return rc;
+    }
+    if (sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
+        rc = err_set(err, -EIO, "spool %s: cannot switch to WAL mode (journal_mode %s)",
+                     sp->path, sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        return rc;
+    }
+    sqlite3_finalize(st);
+    snprintf(sql, sizeof(sql),
+             "PRAGMA synchronous = %s; PRAGMA wal_autocheckpoint = %d;"
+             " PRAGMA journal_size_limit = %d; PRAGMA secure_delete = %s;"
+             " PRAGMA cache_size = -%d",
+             sp->durability == DURABILITY_POWER ? "FULL" : "NORMAL",
+             sp->durability == DURABILITY_POWER ? SPOOL_CKPT_PAGES : 4 * SPOOL_CKPT_PAGES,
+             SPOOL_WAL_LIMIT, SPOOL_SECURE_DELETE, SPOOL_CACHE_KIB);
+    if ((rc = sqlite3_exec(sp->db, sql, NULL, NULL, NULL)) != SQLITE_OK)
+        return spool_fail(sp, err, rc, "configure");
+    return 0;
+}
+
+int
+spool_open(struct spool **out, const struct spool_conf *conf, struct err *err)
+{
+    struct spool *sp;
+    int64_t version = 0;
+    const char *slash;
+    int rc, flags;
+
+    *out = NULL;
+    if (conf == NULL || conf->path == NULL || conf->path[0] == '\0')
+        return err_set(err, -EINVAL, "spool: no path configured");
+    if ((sp = calloc(1, sizeof(*sp))) == NULL)
+        return err_set(err, -ENOMEM, "spool: out of memory");
+    sp->wal_fd = -1;
+    sp->durability = conf->durability;
+    sp->readonly = conf->readonly;
+    if (pthread_mutex_init(&sp->wal_mu, NULL) == 0)
+        sp->wal_mu_ok = true;
+    sp->path = spool_strdup_cat(conf->path, "");
+    sp->wal_path = spool_strdup_cat(conf->path, "-wal");
+    if ((slash = strrchr(conf->path, '/')) == NULL)
+        sp->dir_path = spool_strdup_cat(".", "");
+    else if (slash == conf->path)
+        sp->dir_path = spool_strdup_cat("/", "");
+    else if ((sp->dir_path = spool_strdup_cat(conf->path, "")) != NULL)
+        sp->dir_path[slash - conf->path] = '\0';
+    if (sp->path == NULL || sp->wal_path == NULL || sp->dir_path == NULL ||
+        !sp->wal_mu_ok) {
+        rc = err_set(err, -ENOMEM, "spool: out of memory");
+        goto fail;
+    }
+
+    if (!sp->readonly) {
+        if ((rc = spool_create_file(sp, err)) < 0)
+            goto fail;
+        flags = SQLITE_OPEN_READWRITE;
+    } else {
+        struct stat st;
+        if (stat(sp->path, &st) < 0) {
+            rc = err_set(err, -errno, "spool %s: %s", sp->path, strerror(errno));
+            goto fail;
+        }
+        flags = SQLITE_OPEN_READONLY;
+    }
+    /* NOMUTEX: a handle is used by one thread at a time (spool.h). */
+    rc = sqlite3_open_v2(sp->path, &sp->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        int e = sp->db ? sqlite3_system_errno(sp->db) : 0;
+        rc = err_set(err, e > 0 ? -e : spool_errno(rc) ? spool_errno(rc) : -EIO,
+                     "spool %s: cannot open: %s", sp->path,
+                     sp->db ? sqlite3_errmsg(sp->db) : sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_extended_result_codes(sp->db, 1);
+    /* Until the file has proven sound, closing must not checkpoint into it. */
+    sqlite3_db_config(sp->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+    sqlite3_busy_timeout(sp->db, SPOOL_BUSY_MS);
+
+    if ((rc = spool_query_int(sp->db, "PRAGMA user_version", &version)) != SQLITE_OK) {
+        if ((rc & 0xff) == SQLITE_NOTADB)
+            rc = err_set(err, -EBADMSG, "spool %s: not a sluice spool: %s", sp->path,
+                         sqlite3_errmsg(sp->db));
+        else if ((rc & 0xff) == SQLITE_CORRUPT)
+            rc = err_set(err, -EBADMSG, "spool %s: damaged: %s; left untouched, move it "
+                         "aside to start an empty spool", sp->path, sqlite3_errmsg(sp->db));
+        else
+            rc = spool_fail(sp, err, rc, "open");
+        goto fail;
+    }
+    if (version > SPOOL_SCHEMA_VERSION) {
+        rc = err_set(err, -EBADMSG, "spool %s: schema version %lld is newer than this "
+                     "sluice (%d)", sp->path, (long long)version, SPOOL_SCHEMA_VERSION);
+        goto fail;
+    }
+    if (sp->readonly) {
+        if (version < SPOOL_SCHEMA_VERSION) {
+            rc = err_set(err, -EBADMSG, "spool %s: schema version %lld needs a migration "
+                         "a read-only open cannot do (run the bridge once)", sp->path,
+                         (long long)version);
+            goto fail;
+        }
+    } else {
+        /* quick_check reads every page: O(file), seconds for a full 2 GiB spool on
+         * slow flash, once per writable open. Read-only stats skip it. */
+        if ((rc = spool_check(sp, err)) < 0)
+            goto fail;
+        if ((rc = spool_configure(sp, err)) < 0)
+            goto fail;
+        if (version < SPOOL_SCHEMA_VERSION && (rc = spool_migrate(sp, err)) < 0)
+            goto fail;
+    }
+
+    if ((rc = spool_prepare(sp, &sp->st_lane_get, SQL_LANE_GET, err)) < 0 ||
+        (rc = spool_prepare(sp, &sp->st_claim, SQL_CLAIM, err)) < 0 ||
+        (rc = spool_prepare(sp, &sp->st_lane_all, SQL_LANE_ALL, err)) < 0 ||
+        (rc = spool_prepare(sp, &sp->st_stats, SQL_STATS, err)) < 0)
+        goto fail;
+    if (!sp->readonly) {
+        if ((rc = spool_prepare(sp, &sp->st_insert, SQL_INSERT, err)) < 0 ||
+            (rc = spool_prepare(sp, &sp->st_begin, "BEGIN IMMEDIATE", err)) < 0 ||
+            (rc = spool_prepare(sp, &sp->st_commit, "COMMIT", err)) < 0 ||
+            (rc = spool_prepare(sp, &sp->st_rollback, "ROLLBACK", err)) < 0 ||
+            (rc = spool_prepare(sp, &sp->st_delete, SQL_DELETE, err)) < 0 ||
+            (rc = spool_prepare(sp, &sp->st_maxseq, SQL_MAXSEQ, err)) < 0 ||
+            (rc = spool_prepare(sp, &sp->st_floor, SQL_FLOOR, err)) < 0 ||
+            (rc = spool_prepare(sp, &sp->st_lane_add, SQL_LANE_ADD, err)) < 0)
+            goto fail;
+        if (sp->durability == DURABILITY_PROCESS) {
+            pthread_mutex_lock(&sp->wal_mu);
+            rc = spool_wal_reopen(sp);
+            pthread_mutex_unlock(&sp->wal_mu);
+            if (rc < 0) {
+                rc = err_set(err, rc, "spool %s: open WAL: %s", sp->path, strerror(-rc));
+                goto fail;
+            }
+        }
+        /* The -shm carries the WAL index (page numbers, not rows), but keep it
+         * private all the same. */
+        char *shm = spool_strdup_cat(sp->path, "-shm");
+        struct stat st;
+        if (shm != NULL && stat(shm, &st) == 0 && (st.st_mode & 077) != 0)
+            (void)chmod(shm, st.st_mode & 0700);
+        free(shm);
+    }
+#ifdef SLUICE_FAULT_SEAMS
+    sqlite3_commit_hook(sp->db, spool_commit_hook, sp);
+#endif
+    sqlite3_db_config(sp->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
+    *out = sp;
+    return 0;
+fail:
+    spool_close(sp);
+    return rc;
+}
+
+void
+spool_close(struct spool *sp)
+{
+    if (sp == NULL)
+        return;
+    if (sp->db != NULL && sp->in_batch)
+        sqlite3_step(sp->st_rollback);     /* an uncommitted batch is not a promise */
+    sqlite3_stmt *sts[] = {sp->st_insert, sp->st_begin, sp->st_commit, sp->st_rollback,
+                           sp->st_claim, sp->st_delete, sp->st_maxseq, sp->st_floor,
+                           sp->st_lane_get, sp->st_lane_add, sp->st_lane_all,
+                           sp->st_stats};
+    for (size_t i = 0; i < sizeof(sts) / sizeof(sts[0]); i++)
+        sqlite3_finalize(sts[i]);
+    /* The last connection to close checkpoints and deletes the WAL (unless the
+     * open failed: NO_CKPT_ON_CLOSE is still set then). */
+    sqlite3_close_v2(sp->db);
+    sqlite3_close_v2(sp->ckpt_db);
+    if (sp->wal_fd >= 0)
+        close(sp->wal_fd);
+    if (sp->wal_mu_ok)
+        pthread_mutex_destroy(&sp->wal_mu);
+    spool_lanes_forget(sp);
+    free(sp->lanes);
+    free(sp->path);
+    free(sp->wal_path);
+    free(sp->dir_path);
+    free(sp);
+}
+
+/* ---- append ----------------------------------------------------------------- */
+
+/* Ends the open batch after a failure: rolls back what SQLite has not already
+ * rolled back, and forgets lanes that may have been added inside it. */
+static void
+spool_abort(struct spool *sp)
+{
+    if (!sqlite3_get_autocommit(sp->db))
+        sqlite3_step(sp->st_rollback);
+    sqlite3_reset(sp->st_rollback);
+    sp->in_batch = false;
+    sp->pending = 0;
+    spool_lanes_forget(sp);
+}
+
+static void
+spool_note_lost(struct err *err, size_t lost)
+{
+    size_t len;
+
+    if (err == NULL || lost == 0)
+        return;
+    len = strnlen(err->msg, sizeof(err->msg) - 1);
+    snprintf(err->msg + len, sizeof(err->msg) - len,
+             " (%zu row%s of the open batch rolled back)", lost, lost == 1 ? "" : "s");
+}
+
+static int
+spool_batch_fail(struct spool *sp, struct err *err, int rc, const char *what, size_t lost)
+{
+    rc = spool_fail(sp, err, rc, what);
+    spool_abort(sp);
+    spool_note_lost(err, lost);
+    return rc;
+}
+
+int
+spool_commit(struct spool *sp, struct err *err)
+{
+    size_t lost = sp->pending;
+    int rc;
+
+    if (!sp->in_batch)
+        return 0;
+    rc = sqlite3_step(sp->st_commit);
+    sqlite3_reset(sp->st_commit);
+    if (rc != SQLITE_DONE)
+        return spool_batch_fail(sp, err, rc, "commit", lost);
+    sp->in_batch = false;
+    sp->pending = 0;
+    return 0;
+}
+
+int
+spool_append(struct spool *sp, struct record *rec, bool commit, struct err *err)
+{
+    sqlite3_stmt *st = sp->st_insert;
+    int64_t lane;
+    size_t size;
+    int rc;
+
+    rec->seq = 0;
+    if (sp->readonly)
+        return err_set(err, -EROFS, "spool %s: append: opened read-only", sp->path);
+    if (rec->lane == NULL || rec->topic == NULL || rec->mqtt_topic == NULL)
+        return err_set(err, -EINVAL, "spool %s: append: record without lane or topic",
+                       sp->path);
+    if (rec->topic_len > INT_MAX || rec->key_len > INT_MAX || rec->value_len > INT_MAX ||
+        rec->mqtt_topic_len > INT_MAX || rec->hdrs_len > INT_MAX)
+        return err_set(err, -E2BIG, "spool %s: append: record over 2 GiB", sp->path);
+    if (!sp->in_batch && !commit) {
+        if ((rc = sqlite3_step(sp->st_begin)) != SQLITE_DONE) {
+            sqlite3_reset(sp->st_begin);
+            return spool_batch_fail(sp, err, rc, "begin batch", 0);
+        }
+        sqlite3_reset(sp->st_begin);
+        sp->in_batch = true;
+        sp->pending_since = clock_mono_ms();
+    }
+    if ((rc = spool_lane_id(sp, rec->lane, true, &lane, err)) < 0) {
+        size_t lost = sp->pending;
+        if (sp->in_batch)
+            spool_abort(sp);
+        spool_note_lost(err, lost);
+        return rc;
+    }
+    size = rec->topic_len + rec->key_len + rec->value_len + rec->mqtt_topic_len +
+           rec->hdrs_len;
+    /* SQLITE_STATIC: the row is copied into the page during the step below. */
+    sqlite3_bind_int64(st, 1, lane);
+    sqlite3_bind_text(st, 2, rec->topic, (int)rec->topic_len, SQLITE_STATIC);
+    if (rec->key != NULL)
+        sqlite3_bind_blob(st, 3, rec->key, (int)rec->key_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 3);
+    sqlite3_bind_blob(st, 4, rec->value_len ? rec->value : "", (int)rec->value_len,
+                      SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, rec->mqtt_topic, (int)rec->mqtt_topic_len, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 6, rec->hdrs_len ? rec->hdrs : "", (int)rec->hdrs_len,
+                      SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, rec->event_ms);
+    sqlite3_bind_int64(st, 8, rec->ingest_ms);
+    sqlite3_bind_int64(st, 9, rec->route);
+    sqlite3_bind_int(st, 10, rec->qos);
+    sqlite3_bind_int(st, 11, rec->retained);
+    sqlite3_bind_int(st, 12, rec->dead_letter);
+    sqlite3_bind_int64(st, 13, (int64_t)size);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        sqlite3_reset(st);
+        if (sp->in_batch)
+            return spool_batch_fail(sp, err, rc, "append", sp->pending + 1);
+        rc = spool_fail(sp, err, rc, "append");
+        spool_abort(sp);      /* a failed autocommit insert may have added its lane */
+        return rc;
+    }
+    sqlite3_reset(st);
+    rec->seq = (uint64_t)(sqlite3_last_insert_rowid(sp->db) & SPOOL_SEQ_MASK);
+    if (sp->in_batch) {
+        sp->pending++;
+        if (commit && (rc = spool_commit(sp, err)) < 0) {
+            rec->seq = 0;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+size_t
+spool_pending(const struct spool *sp)
+{
+    return sp->pending;
+}
+
+int64_t
+spool_pending_since_ms(const struct spool *sp)
+{
+    return sp->in_batch ? sp->pending_since : 0;
+}
+
+/* The checkpointer for spool_sync_wal: a third connection, so the ingest thread's
+ * commits stop paying for checkpoints (called with wal_mu held). */
+static sqlite3 *
+spool_ckpt_db(struct spool *sp)
+{
+    if (sp->ckpt_db == NULL) {
+        if (sqlite3_open_v2(sp->path, &sp->ckpt_db, SQLITE_OPEN_READWRITE |
+                            SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
+            sqlite3_exec(sp->ckpt_db, "PRAGMA synchronous = NORMAL", NULL, NULL,
+                         NULL) != SQLITE_OK) {
+            sqlite3_close_v2(sp->ckpt_db);
+            sp->ckpt_db = NULL;
+        }
+    }
+    return sp->ckpt_db;
+}
+
+int
+spool_sync_wal(struct spool *sp)
+{
+    sqlite3 *db;
+    int rc;
+
+    /* FULL already fsynced at every commit; a read-only handle wrote nothing. */
+    if (sp == NULL || sp->readonly || sp->durability != DURABILITY_PROCESS)
+        return 0;
+    pthread_mutex_lock(&sp->wal_mu);
+    /* Checkpoint first, on this thread: a PASSIVE checkpoint waits for nobody,
+     * copies what no reader still needs into the database and fsyncs the WAL and
+     * the database (synchronous=NORMAL), so the commits' connections only
+     * checkpoint themselves as a backstop when these ticks stop. Its failure is
+     * not ours to report: the fsync below is the promise. */
+    if ((db = spool_ckpt_db(sp)) != NULL)
+        (void)sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    rc = spool_wal_reopen(sp);
+    if (rc == 0 && sp->wal_fd >= 0 && fdatasync(sp->wal_fd) < 0)
+        rc = -errno;
+    pthread_mutex_unlock(&sp->wal_mu);
+    return rc;
+}
+
+/* ---- claim ------------------------------------------------------------------ */
+
+void
+spool_batch_init(struct spool_batch *b)
+{
+    b->recs = NULL;
+    b->n = b->cap = 0;
+    b->arena = NULL;
+}
+
+void
+spool_batch_reset(struct spool_batch *b)
+{
+    b->n = 0;
+    if (b->arena != NULL)
+        buf_reset(b->arena);
+}
+
+void
+spool_batch_fini(struct spool_batch *b)
+{
+    free(b->recs);
+    if (b->arena != NULL) {
+        buf_fini(b->arena);
+        free(b->arena);
+    }
+    spool_batch_init(b);
+}
+
+/* Each claimed row occupies one contiguous run of the arena, rows in order:
+ *   topic NUL key NUL value mqtt_topic NUL lane NUL hdrs
+ * so when the arena moves (realloc), every pointer is recomputed from the lengths
+ * alone, without touching the old block. NULL keys stay NULL (their slot is kept). */
+static void
+spool_batch_rebase(struct spool_batch *b)
+{
+    char *p = b->arena->data;
+
+    for (size_t i = 0; i < b->n; i++) {
+        struct record *r = &b->recs[i];
+        /* The lane's length is read from its copy in the new block. */
+        r->topic = p;              p += r->topic_len + 1;
+        if (r->key != NULL)
+            r->key = p;
+        p += r->key_len + 1;
+        r->value = p;              p += r->value_len;
+        r->mqtt_topic = p;         p += r->mqtt_topic_len + 1;
+        r->lane = p;               p += strlen(p) + 1;
+        r->hdrs = p;               p += r->hdrs_len;
+    }
+}
+
+static void
+spool_put(char **p, const void *src, size_t n, bool nul)
+{
+    if (n > 0)
+        memcpy(*p, src, n);
+    *p += n;
+    if (nul)
+        *(*p)++ = '\0';
+}
+
+int
+spool_claim(struct spool *sp, const char *lane, uint64_t after_seq, size_t max,
+            struct spool_batch *b, struct err *err)
+{
+    sqlite3_stmt *st = sp->st_claim;
+    size_t n0 = b->n, len0, lane_len = strlen(lane);
+    bool moved = false;
+    int64_t lane_id;
+    int rc;
+
+    if (max == 0)
+        return 0;
+    if ((rc = spool_lane_id(sp, lane, false, &lane_id, err)) <= 0)
+        return rc;     /* 0: no such lane yet, so no rows */
+    if (b->arena == NULL) {
+        if ((b->arena = malloc(sizeof(*b->arena))) == NULL)
+            return err_set(err, -ENOMEM, "spool %s: claim: out of memory", sp->path);
+        buf_init(b->arena);
+    }
+    len0 = b->arena->len;
+    if (after_seq >= (uint64_t)SPOOL_SEQ_MASK)
+        return 0;
+    /* The lane's rows are the rid range (lane << 48, lane << 48 | mask]. */
+    sqlite3_bind_int64(st, 1, lane_id << SPOOL_SEQ_BITS | (int64_t)after_seq);
+    sqlite3_bind_int64(st, 2, lane_id << SPOOL_SEQ_BITS | SPOOL_SEQ_MASK);
+    sqlite3_bind_int64(st, 3, max > INT64_MAX ? -1 : (int64_t)max);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct record *r;
+        const void *topic = sqlite3_column_text(st, 1);
+        size_t topic_len = (size_t)sqlite3_column_bytes(st, 1);
+        const void *key = sqlite3_column_blob(st, 2);
+        size_t key_len = (size_t)sqlite3_column_bytes(st, 2);
+        bool key_null = sqlite3_column_type(st, 2) == SQLITE_NULL;
+        const void *value = sqlite3_column_blob(st, 3);
+        size_t value_len = (size_t)sqlite3_column_bytes(st, 3);
+        const void *mtopic = sqlite3_column_text(st, 4);
+        size_t mtopic_len = (size_t)sqlite3_column_bytes(st, 4);
+        const void *hdrs = sqlite3_column_blob(st, 5);
+        size_t hdrs_len = (size_t)sqlite3_column_bytes(st, 5);
+        size_t need = topic_len + 1 + key_len + 1 + value_len + mtopic_len + 1 +
+                      lane_len + 1 + hdrs_len;
+        size_t cap0 = b->arena->cap;
+
+        if (b->n == b->cap) {
+            size_t cap = b->cap ? b->cap * 2 : 64;
+            if ((r = realloc(b->recs, cap * sizeof(*r))) == NULL) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            b->recs = r;
+            b->cap = cap;
+        }
+        if (buf_reserve(b->arena, need) < 0) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        if (b->arena->cap != cap0 && b->arena->len > 0)
+            moved = true;
+        char *p = b->arena->data + b->arena->len;
+        r = &b->recs[b->n];
+        r->topic = p;       spool_put(&p, topic, topic_len, true);
+        r->key = key_null ? NULL : p;
+        spool_put(&p, key, key_len, true);
+        r->value = p;       spool_put(&p, value, value_len, false);
+        r->mqtt_topic = p;  spool_put(&p, mtopic, mtopic_len, true);
+        r->lane = p;        spool_put(&p, lane, lane_len, true);
+        r->hdrs = p;        spool_put(&p, hdrs, hdrs_len, false);
+        b->arena->len += need;
+        r->topic_len = topic_len;
+        r->key_len = key_len;
+        r->value_len = value_len;
+        r->mqtt_topic_len = mtopic_len;
+        r->hdrs_len = hdrs_len;
+        r->seq = (uint64_t)sqlite3_column_int64(st, 0);
+        r->event_ms = sqlite3_column_int64(st, 6);
+        r->ingest_ms = sqlite3_column_int64(st, 7);
+        r->route = (uint32_t)sqlite3_column_int64(st, 8);
+        r->qos = (uint8_t)sqlite3_column_int(st, 9);
+        r->retained = sqlite3_column_int(st, 10) != 0;
+        r->dead_letter = sqlite3_column_int(st, 11) != 0;
+        b->n++;
+    }
+    if (rc != SQLITE_DONE) {
+        int code = rc == SQLITE_NOMEM ? err_set(err, -ENOMEM, "spool %s: claim: out of "
+                                                "memory", sp->path)
+                                      : spool_fail(sp, err, rc, "claim");
+        sqlite3_reset(st);
+        b->n = n0;
+        b->arena->len = len0;
+        if (moved)
+            spool_batch_rebase(b);
+        return code;
+    }
+    sqlite3_reset(st);
+    if (moved)
+        spool_batch_rebase(b);
+    return 0;
+}
+
+/* ---- delete ----------------------------------------------------------------- */
+
+/* Deletes the row of seq, whichever lane holds it: the lane of the previous row
+ * first (a claimed batch is one lane), then the others. 1 deleted, 0 not found. */
+static int
+spool_delete_one(struct spool *sp, int64_t seq)
+{
+    for (size_t k = 0; k < sp->nlanes; k++) {
+        size_t i = (sp->last_lane + k) % sp->nlanes;
+        int rc;
+
+        sqlite3_bind_int64(sp->st_delete, 1, sp->lanes[i].id << SPOOL_SEQ_BITS | seq);
+        if ((rc = spool_step_done(sp->st_delete)) != SQLITE_OK)
+            return -rc;
+        if (sqlite3_changes(sp->db) > 0) {
+            sp->last_lane = i;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int
+spool_delete(struct spool *sp, const uint64_t *seqs, size_t n, struct err *err)
+{
+    int64_t maxseq = 0;
+    bool floor = false, reloaded = false;
+    int rc;
+
+    if (n == 0)
+        return 0;
+    if (sp->readonly)
+        return err_set(err, -EROFS, "spool %s: delete: opened read-only", sp->path);
+    if (sp->in_batch)
+        return err_set(err, -EBUSY, "spool %s: delete: an append batch is open on this "
+                       "handle", sp->path);
+    if ((rc = sqlite3_step(sp->st_begin)) != SQLITE_DONE) {
+        sqlite3_reset(sp->st_begin);
+        rc = spool_fail(sp, err, rc, "delete");
+        spool_abort(sp);
+        return rc;
+    }
+    sqlite3_reset(sp->st_begin);
+    if ((rc = sqlite3_step(sp->st_maxseq)) == SQLITE_ROW)
+        maxseq = sqlite3_column_int64(sp->st_maxseq, 0);
+    sqlite3_reset(sp->st_maxseq);
+    if (rc != SQLITE_ROW)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        if (seqs[i] == 0 || seqs[i] > (uint64_t)SPOOL_SEQ_MASK)
+            continue;
+        if ((rc = spool_delete_one(sp, (int64_t)seqs[i])) == 0 && !reloaded) {
+            /* Maybe a lane this handle has not seen yet: learn them all, once. */
+            reloaded = true;
+            if ((rc = spool_lanes_load(sp, err)) < 0) {
+                spool_abort(sp);
+                return rc;
+            }
+            rc = spool_delete_one(sp, (int64_t)seqs[i]);
+        }
+        if (rc < 0) {
+            rc = -rc;
+            goto fail;
+        }
+        if (rc == 1 && (int64_t)seqs[i] == maxseq)
+            floor = true;
+    }
+    if (floor) {
+        /* The highest row goes: remember its sequence, so no later append, after
+         * a reopen or not, can hand it out again. */
+        sqlite3_bind_int64(sp->st_floor, 1, maxseq);
+        if ((rc = spool_step_done(sp->st_floor)) != SQLITE_OK)
+            goto fail;
+    }
+    rc = sqlite3_step(sp->st_commit);
+    sqlite3_reset(sp->st_commit);
+    if (rc != SQLITE_DONE)
+        goto fail;
+    return 0;
+fail:
+    rc = spool_fail(sp, err, rc, "delete");
+    spool_abort(sp);
+    return rc;
+}
+
+/* ---- stats ------------------------------------------------------------------ */
+
+static uint64_t
+spool_file_size(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+int
+spool_stats(struct spool *sp, struct spool_stats *st, struct err *err)
+{
+    sqlite3_stmt *q = sp->st_stats;
+    size_t cap = 0;
+    int rc;
+
+    memset(st, 0, sizeof(*st));
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (st->nlanes == cap) {
+            struct spool_lane_stats *l;
+            cap = cap ? cap * 2 : 8;
+            if ((l = realloc(st->lanes, cap * sizeof(*l))) == NULL) {
+                sqlite3_reset(q);
+                spool_stats_fini(st);
+                return err_set(err, -ENOMEM, "spool %s: stats: out of memory", sp->path);
+            }
+            st->lanes = l;
+        }
+        struct spool_lane_stats *ls = &st->lanes[st->nlanes++];
+        const char *name = (const char *)sqlite3_column_text(q, 0);
+        snprintf(ls->name, sizeof(ls->name), "%s", name ? name : "");
+        ls->records = (uint64_t)sqlite3_column_int64(q, 1);
+        ls->bytes = (uint64_t)sqlite3_column_int64(q, 2);
+        ls->oldest_ms = sqlite3_column_int64(q, 3);
+        st->records += ls->records;
+        st->bytes += ls->bytes;
+    }
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE) {
+        rc = spool_fail(sp, err, rc, "stats");
+        spool_stats_fini(st);
+        return rc;
+    }
+    st->file_bytes = spool_file_size(sp->path) + spool_file_size(sp->wal_path);
+    return 0;
+}
+
+void
+spool_stats_fini(struct spool_stats *st)
+{
+    if (st == NULL)
+        return;
+    free(st->lanes);
+    memset(st, 0, sizeof(*st));
+}
+
+/* ---- fault seams ------------------------------------------------------------ */
+
+#ifdef SLUICE_FAULT_SEAMS
+void
+spool_fault_fail_commit(struct spool *sp, unsigned nth)
+{
+    sp->fault_nth = nth;
+}
+
+void
+spool_fault_fail_all(struct spool *sp, bool on)
+{
+    sp->fault_all = on;
+}
+
+int
+spool_fault_max_pages(struct spool *sp, uint32_t pages)
+{
+    char sql[64];
+    int rc;
+
+    /* 0 restores SQLite's default limit (0xfffffffe pages). */
+    snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lu",
+             pages ? (unsigned long)pages : 0xfffffffeUL);
+    rc = sqlite3_exec(sp->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : spool_errno(rc);
+}
+
+uint32_t
+spool_fault_page_count(struct spool *sp)
+{
+    int64_t v = 0;
+
+    spool_query_int(sp->db, "PRAGMA page_count", &v);
+    return (uint32_t)v;
+}
+#endif

@@ -1,0 +1,791 @@
+/* test_spool.c - the spool: order, lanes, sequences, batches, damage, faults.
+ *
+ * Every test works in its own mkdtemp directory. Damaged fixtures come from
+ * $SLUICE_TEST_DATA/spool (see make_fixtures.py there); each is copied to scratch,
+ * must be refused with -EBADMSG and a clear sentence, and must be byte-identical
+ * afterwards. Fault tests need the seams (meson -Dfault_seams=true). */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sluice/buf.h"
+#include "sluice/err.h"
+#include "sluice/record.h"
+#include "sluice/spool.h"
+
+#define N(t) (sizeof(t) / sizeof((t)[0]))
+
+static char scratch[256];
+static char dbpath[320];
+
+static int
+rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st; (void)flag; (void)ftw;
+    return remove(p);
+}
+
+static void
+setup(void)
+{
+    snprintf(scratch, sizeof(scratch), "%s/sluice-spool-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(scratch));
+    snprintf(dbpath, sizeof(dbpath), "%s/spool.db", scratch);
+}
+
+static void
+teardown(void)
+{
+    nftw(scratch, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static struct spool *
+open_at(const char *path, enum config_durability d, bool ro)
+{
+    struct spool_conf conf = { .path = path, .durability = d, .readonly = ro };
+    struct spool *sp = NULL;
+    struct err err = {0};
+    int rc = spool_open(&sp, &conf, &err);
+
+    ck_assert_msg(rc == 0, "spool_open %s: %d %s", path, rc, err.msg);
+    return sp;
+}
+
+static struct spool *
+open_rw(void)
+{
+    return open_at(dbpath, DURABILITY_PROCESS, false);
+}
+
+/* A record whose value names it: "<lane>:<i>" padded to about 200 bytes. */
+struct mkrec {
+    struct record rec;
+    char          value[256];
+    char          key[32];
+    char          mtopic[64];
+};
+
+static struct record *
+mkrec(struct mkrec *m, const char *lane, int i)
+{
+    memset(m, 0, sizeof(*m));
+    snprintf(m->value, sizeof(m->value), "%s:%d:%0180d", lane, i, 0);
+    snprintf(m->key, sizeof(m->key), "dev-%d", i % 7);
+    snprintf(m->mtopic, sizeof(m->mtopic), "factory/b/l1/dev-%d/telemetry", i % 7);
+    m->rec.topic = "telemetry.b";
+    m->rec.topic_len = strlen(m->rec.topic);
+    m->rec.key = m->key;
+    m->rec.key_len = strlen(m->key);
+    m->rec.value = m->value;
+    m->rec.value_len = strlen(m->value);
+    m->rec.mqtt_topic = m->mtopic;
+    m->rec.mqtt_topic_len = strlen(m->mtopic);
+    m->rec.lane = lane;
+    m->rec.event_ms = 1700000000000 + i;
+    m->rec.ingest_ms = 1700000000500 + i;
+    m->rec.route = (uint32_t)(i % 3);
+    m->rec.qos = 1;
+    return &m->rec;
+}
+
+static uint64_t
+append(struct spool *sp, const char *lane, int i, bool commit)
+{
+    struct mkrec m;
+    struct err err = {0};
+    struct record *r = mkrec(&m, lane, i);
+    int rc = spool_append(sp, r, commit, &err);
+
+    ck_assert_msg(rc == 0, "append %s %d: %d %s", lane, i, rc, err.msg);
+    ck_assert_uint_gt(r->seq, 0);
+    return r->seq;
+}
+
+static size_t
+claim_all(struct spool *sp, const char *lane, struct spool_batch *b)
+{
+    struct err err = {0};
+    int rc;
+
+    spool_batch_reset(b);
+    rc = spool_claim(sp, lane, 0, SIZE_MAX, b, &err);
+    ck_assert_msg(rc == 0, "claim: %d %s", rc, err.msg);
+    return b->n;
+}
+
+/* Checks that claimed record r is the one mkrec(lane, i) made. */
+static void
+check_rec(const struct record *r, const char *lane, int i)
+{
+    struct mkrec m;
+    const struct record *w = mkrec(&m, lane, i);
+
+    ck_assert_str_eq(r->lane, lane);
+    ck_assert_uint_eq(r->value_len, w->value_len);
+    ck_assert_mem_eq(r->value, w->value, w->value_len);
+    ck_assert_uint_eq(r->topic_len, w->topic_len);
+    ck_assert_mem_eq(r->topic, w->topic, w->topic_len);
+    ck_assert_uint_eq(r->key_len, w->key_len);
+    ck_assert_mem_eq(r->key, w->key, w->key_len);
+    ck_assert_uint_eq(r->mqtt_topic_len, w->mqtt_topic_len);
+    ck_assert_mem_eq(r->mqtt_topic, w->mqtt_topic, w->mqtt_topic_len);
+    ck_assert_int_eq(r->event_ms, w->event_ms);
+    ck_assert_int_eq(r->ingest_ms, w->ingest_ms);
+    ck_assert_uint_eq(r->route, w->route);
+    ck_assert_uint_eq(r->qos, 1);
+    ck_assert(!r->retained && !r->dead_letter);
+    ck_assert_uint_eq(r->hdrs_len, 0);
+}
+
+static uint64_t
+count_rows(struct spool *sp, const char *lane)
+{
+    struct spool_batch b;
+    size_t n;
+
+    spool_batch_init(&b);
+    n = claim_all(sp, lane, &b);
+    spool_batch_fini(&b);
+    return n;
+}
+
+static void
+slurp(const char *path, char **data, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    long n;
+
+    ck_assert_msg(f != NULL, "open %s", path);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    n = ftell(f);
+    ck_assert_int_ge(n, 0);
+    rewind(f);
+    *data = malloc((size_t)n + 1);
+    ck_assert_ptr_nonnull(*data);
+    ck_assert_uint_eq(fread(*data, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+}
+
+static void
+spit(const char *path, const char *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(data, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* ---------------------------------------------------------------------------- */
+
+START_TEST(test_spool_append_claim_delete_in_order)
+{
+    struct spool *sp = open_rw();
+    struct spool_batch b;
+    struct err err = {0};
+    uint64_t seqs[10];
+
+    for (int i = 0; i < 10; i++)
+        seqs[i] = append(sp, "bulk", i, true);
+    spool_batch_init(&b);
+    ck_assert_uint_eq(claim_all(sp, "bulk", &b), 10);
+    for (size_t i = 0; i < 10; i++) {
+        ck_assert_uint_eq(b.recs[i].seq, seqs[i]);
+        if (i > 0)
+            ck_assert_uint_gt(b.recs[i].seq, b.recs[i - 1].seq);
+        check_rec(&b.recs[i], "bulk", (int)i);
+    }
+    /* Claiming does not consume: a claim after the 4th resumes there. */
+    spool_batch_reset(&b);
+    ck_assert_int_eq(spool_claim(sp, "bulk", seqs[3], 2, &b, &err), 0);
+    ck_assert_uint_eq(b.n, 2);
+    ck_assert_uint_eq(b.recs[0].seq, seqs[4]);
+    ck_assert_uint_eq(b.recs[1].seq, seqs[5]);
+
+    ck_assert_int_eq(spool_delete(sp, seqs, 4, &err), 0);
+    uint64_t unknown[] = { 999999, seqs[0] };
+    ck_assert_int_eq(spool_delete(sp, unknown, 2, &err), 0);
+    ck_assert_uint_eq(claim_all(sp, "bulk", &b), 6);
+    ck_assert_uint_eq(b.recs[0].seq, seqs[4]);
+    check_rec(&b.recs[0], "bulk", 4);
+    spool_batch_fini(&b);
+    spool_close(sp);
+}
+END_TEST
+
+START_TEST(test_spool_lanes_are_separate)
+{
+    struct spool *sp = open_rw(), *fw;
+    struct spool_batch b;
+    struct err err = {0};
+    uint64_t seqs[20];
+
+    /* Sequences are global: unique and increasing across lanes. */
+    for (int i = 0; i < 20; i++) {
+        seqs[i] = append(sp, i % 3 == 0 ? "urgent" : "bulk", i, true);
+        if (i > 0)
+            ck_assert_uint_gt(seqs[i], seqs[i - 1]);
+    }
+    spool_batch_init(&b);
+    ck_assert_uint_eq(claim_all(sp, "urgent", &b), 7);
+    for (size_t i = 0; i < b.n; i++) {
+        check_rec(&b.recs[i], "urgent", (int)i * 3);
+        ck_assert_uint_eq(b.recs[i].seq, seqs[i * 3]);
+    }
+    ck_assert_uint_eq(claim_all(sp, "bulk", &b), 13);
+    ck_assert_uint_eq(claim_all(sp, "nosuchlane", &b), 0);
+
+    /* A handle that never saw the lanes deletes across both in one call. */
+    fw = open_rw();
+    ck_assert_int_eq(spool_delete(fw, seqs, 6, &err), 0);
+    ck_assert_uint_eq(count_rows(fw, "urgent"), 5);
+    ck_assert_uint_eq(count_rows(fw, "bulk"), 9);
+    spool_close(fw);
+    spool_batch_fini(&b);
+    spool_close(sp);
+}
+END_TEST
+
+START_TEST(test_spool_seq_never_reused_after_delete_and_reopen)
+{
+    struct spool *sp = open_rw();
+    struct err err = {0};
+    uint64_t seqs[3], last;
+
+    for (int i = 0; i < 3; i++)
+        seqs[i] = append(sp, "bulk", i, true);
+    ck_assert_int_eq(spool_delete(sp, seqs, 3, &err), 0);
+    spool_close(sp);
+    sp = open_rw();
+    last = append(sp, "bulk", 3, true);
+    ck_assert_uint_gt(last, seqs[2]);
+    /* Also within one handle, and after deleting only the highest row. */
+    ck_assert_int_eq(spool_delete(sp, &last, 1, &err), 0);
+    ck_assert_uint_gt(append(sp, "bulk", 4, true), last);
+    spool_close(sp);
+}
+END_TEST
+
+START_TEST(test_spool_batch_commits_together)
+{
+    struct spool *in = open_rw(), *fw = open_rw();
+    struct err err = {0};
+
+    ck_assert_uint_eq(spool_pending(in), 0);
+    ck_assert_int_eq(spool_pending_since_ms(in), 0);
+    for (int i = 0; i < 5; i++)
+        append(in, "bulk", i, false);
+    ck_assert_uint_eq(spool_pending(in), 5);
+    ck_assert_int_gt(spool_pending_since_ms(in), 0);
+    ck_assert_uint_eq(count_rows(fw, "bulk"), 0);     /* invisible until commit */
+    ck_assert_int_eq(spool_commit(in, &err), 0);
+    ck_assert_uint_eq(spool_pending(in), 0);
+    ck_assert_uint_eq(count_rows(fw, "bulk"), 5);
+    ck_assert_int_eq(spool_commit(in, &err), 0);      /* no batch: no-op */
+    /* commit=true while a batch is open commits the batch with it. */
+    append(in, "bulk", 5, false);
+    append(in, "bulk", 6, true);
+    ck_assert_uint_eq(spool_pending(in), 0);
+    ck_assert_uint_eq(count_rows(fw, "bulk"), 7);
+    spool_close(fw);
+    spool_close(in);
+}
+END_TEST
+
+START_TEST(test_spool_close_rolls_back_open_batch)
+{
+    struct spool *sp = open_rw();
+
+    append(sp, "bulk", 0, true);
+    append(sp, "bulk", 1, false);
+    spool_close(sp);
+    sp = open_rw();
+    ck_assert_uint_eq(count_rows(sp, "bulk"), 1);
+    spool_close(sp);
+}
+END_TEST
+
+START_TEST(test_spool_reopen_keeps_rows)
+{
+    struct spool *sp = open_rw();
+    struct spool_batch b;
+
+    for (int i = 0; i < 50; i++)
+        append(sp, "bulk", i, i % 2 == 0 || i == 49);   /* odd rows ride the next */
+    spool_close(sp);
+    sp = open_rw();
+    spool_batch_init(&b);
+    ck_assert_uint_eq(claim_all(sp, "bulk", &b), 50);
+    for (size_t i = 0; i < 50; i++)
+        check_rec(&b.recs[i], "bulk", (int)i);
+    spool_batch_fini(&b);
+    spool_close(sp);
+}
+END_TEST
+
+START_TEST(test_spool_claim_arena_growth_keeps_pointers)
+{
+    struct spool *sp = open_rw();
+    struct spool_batch b;
+    struct err err = {0};
+    uint64_t after = 0;
+
+    for (int i = 0; i < 300; i++)
+        append(sp, "bulk", i, true);
+    /* Many small claims into one batch: the arena moves several times. */
+    spool_batch_init(&b);
+    while (b.n < 300) {
+        size_t n0 = b.n;
+        ck_assert_int_eq(spool_claim(sp, "bulk", after, 7, &b, &err), 0);
+        ck_assert_uint_gt(b.n, n0);
+        after = b.recs[b.n - 1].seq;
+    }
+    for (size_t i = 0; i < 300; i++)
+        check_rec(&b.recs[i], "bulk", (int)i);
+    spool_batch_fini(&b);
+    spool_close(sp);
+}
+END_TEST
+
+START_TEST(test_spool_null_key_headers_and_flags_round_trip)
+{
+    struct spool *sp = open_rw();
+    struct spool_batch b;
+    struct record_header h;
+    struct err err = {0};
+    struct buf hdrs;
+    struct mkrec m;
+    struct record *r = mkrec(&m, "dl", 1);
+
+    buf_init(&hdrs);
+    ck_assert_int_eq(record_hdrs_add(&hdrs, "error", 5, "bad json", 8), 0);
+    r->key = NULL;
+    r->key_len = 0;
+    r->value_len = 0;
+    r->hdrs = hdrs.data;
+    r->hdrs_len = hdrs.len;
+    r->retained = true;
+    r->dead_letter = true;
+    r->qos = 2;
+    ck_assert_int_eq(spool_append(sp, r, true, &err), 0);
+    spool_batch_init(&b);
+    ck_assert_uint_eq(claim_all(sp, "dl", &b), 1);
+    ck_assert_ptr_null(b.recs[0].key);
+    ck_assert_uint_eq(b.recs[0].value_len, 0);
+    ck_assert_ptr_nonnull(b.recs[0].value);
+    ck_assert(b.recs[0].retained && b.recs[0].dead_letter);
+    ck_assert_uint_eq(b.recs[0].qos, 2);
+    ck_assert(record_hdrs_find(b.recs[0].hdrs, b.recs[0].hdrs_len, "error", &h));
+    ck_assert_uint_eq(h.value_len, 8);
+    ck_assert_mem_eq(h.value, "bad json", 8);
+    buf_fini(&hdrs);
+    spool_batch_fini(&b);
+    spool_close(sp);
+}
+END_TEST
+
+START_TEST(test_spool_file_modes_ignore_umask)
+{
+    char path[400], side[420];
+    struct stat st;
+    mode_t old = umask(0);
+    struct spool *sp;
+
+    snprintf(path, sizeof(path), "%s/var/lib/sluice/spool.db", scratch);
+    sp = open_at(path, DURABILITY_PROCESS, false);
+    append(sp, "bulk", 0, true);
+    umask(old);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0600);
+    snprintf(side, sizeof(side), "%s-wal", path);
+    ck_assert_int_eq(stat(side, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0600);
+    snprintf(side, sizeof(side), "%s-shm", path);
+    ck_assert_int_eq(stat(side, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0600);
+    snprintf(side, sizeof(side), "%s/var/lib/sluice", scratch);
+    ck_assert_int_eq(stat(side, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0700);
+    snprintf(side, sizeof(side), "%s/var", scratch);
+    ck_assert_int_eq(stat(side, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0700);
+    ck_assert_int_eq(spool_sync_wal(sp), 0);
+    spool_close(sp);
+}
+END_TEST
+
+/* Read-only opens (`sluice spool stats`) skip the O(file) quick_check, so damage
+ * inside a page they never read goes unnoticed there; they still never write. */
+static const struct {
+    const char *file;
+    const char *want;      /* substring of the error sentence */
+    bool        ro_sees;   /* a read-only open refuses it too */
+} damaged[] = {
+    { "not_a_database.spool", "not a sluice spool: file is not a database", true },
+    { "truncated.spool",      "damaged", true },
+    { "future_version.spool", "schema version 999 is newer than this sluice (1)", true },
+    { "bitflip.spool",        "damaged (integrity check: *** in database main ***", false },
+};
+
+START_TEST(test_spool_damaged_file_refused_and_untouched)
+{
+    const char *data = getenv("SLUICE_TEST_DATA");
+    struct spool_conf conf = { .path = dbpath };
+    char fixture[512], *before, *after;
+    size_t nbefore, nafter;
+    struct spool *sp = NULL;
+    struct err err = {0};
+    int rc;
+
+    ck_assert_msg(data != NULL, "SLUICE_TEST_DATA is not set");
+    snprintf(fixture, sizeof(fixture), "%s/spool/%s", data, damaged[_i].file);
+    slurp(fixture, &before, &nbefore);
+    spit(dbpath, before, nbefore);
+    for (int ro = 0; ro < 2; ro++) {
+        conf.readonly = ro;
+        err_clear(&err);
+        rc = spool_open(&sp, &conf, &err);
+        if (ro && !damaged[_i].ro_sees) {
+            ck_assert_int_eq(rc, 0);
+            spool_close(sp);
+        } else {
+            ck_assert_msg(rc == -EBADMSG, "%s (ro %d): rc %d: %s", damaged[_i].file, ro,
+                          rc, err.msg);
+            ck_assert_ptr_null(sp);
+            ck_assert_msg(strstr(err.msg, damaged[_i].want) != NULL, "%s: %s",
+                          damaged[_i].file, err.msg);
+            ck_assert_msg(strstr(err.msg, dbpath) != NULL, "no path in: %s", err.msg);
+            fprintf(stderr, "%s%s: %s\n", damaged[_i].file, ro ? " (ro)" : "", err.msg);
+        }
+        slurp(dbpath, &after, &nafter);
+        ck_assert_uint_eq(nafter, nbefore);
+        ck_assert_msg(memcmp(before, after, nbefore) == 0, "%s was modified",
+                      damaged[_i].file);
+        free(after);
+    }
+    free(before);
+}
+END_TEST
+
+START_TEST(test_spool_deleted_wal_loses_uncheckpointed_rows_but_opens)
+{
+    char wal[400];
+    struct spool *sp;
+    pid_t pid;
+    int status;
+
+    sp = open_rw();              /* schema checkpointed into the file on close */
+    append(sp, "bulk", 0, true);
+    spool_close(sp);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* Commit rows, then die without closing: they live only in the WAL. */
+        struct spool *c = open_rw();
+        for (int i = 1; i <= 10; i++)
+            append(c, "bulk", i, true);
+        _exit(0);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    snprintf(wal, sizeof(wal), "%s-wal", dbpath);
+    ck_assert_int_eq(unlink(wal), 0);
+    /* The WAL was the only copy of those ten commits: they are gone, the row that
+     * a checkpoint had moved into the file stays, and the spool opens fine. */
+    sp = open_rw();
+    ck_assert_uint_eq(count_rows(sp, "bulk"), 1);
+    append(sp, "bulk", 11, true);
+    spool_close(sp);
+}
+END_TEST
+
+START_TEST(test_spool_crash_keeps_committed_rows)
+{
+    struct spool *sp;
+    pid_t pid;
+    int status;
+
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct spool *c = open_rw();
+        for (int i = 0; i < 10; i++)
+            append(c, "bulk", i, true);
+        append(c, "bulk", 10, false);     /* uncommitted batch: not promised */
+        _exit(0);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    sp = open_rw();
+    ck_assert_uint_eq(count_rows(sp, "bulk"), 10);
+    spool_close(sp);
+}
+END_TEST
+
+START_TEST(test_spool_readonly_stats_while_another_handle_writes)
+{
+    struct spool *w = open_rw(), *ro;
+    struct spool_stats st;
+    struct err err = {0};
+
+    for (int i = 0; i < 10; i++)
+        append(w, i < 4 ? "urgent" : "bulk", i, true);
+    ro = open_at(dbpath, DURABILITY_PROCESS, true);
+    ck_assert_int_eq(spool_stats(ro, &st, &err), 0);
+    ck_assert_uint_eq(st.records, 10);
+    ck_assert_uint_eq(st.nlanes, 2);
+    ck_assert_str_eq(st.lanes[0].name, "bulk");
+    ck_assert_uint_eq(st.lanes[0].records, 6);
+    ck_assert_int_eq(st.lanes[0].oldest_ms, 1700000000500 + 4);
+    ck_assert_str_eq(st.lanes[1].name, "urgent");
+    ck_assert_uint_eq(st.lanes[1].records, 4);
+    ck_assert_int_eq(st.lanes[1].oldest_ms, 1700000000500);
+    ck_assert_uint_gt(st.bytes, 10 * 200);
+    ck_assert_uint_eq(st.bytes, st.lanes[0].bytes + st.lanes[1].bytes);
+    ck_assert_uint_gt(st.file_bytes, 0);
+    spool_stats_fini(&st);
+
+    /* The writer keeps going, even with a batch open; stats see committed rows. */
+    append(w, "bulk", 10, true);
+    append(w, "bulk", 11, false);
+    ck_assert_int_eq(spool_stats(ro, &st, &err), 0);
+    ck_assert_uint_eq(st.records, 11);
+    spool_stats_fini(&st);
+    ck_assert_int_eq(spool_commit(w, &err), 0);
+
+    struct mkrec m;
+    ck_assert_int_eq(spool_append(ro, mkrec(&m, "bulk", 1), true, &err), -EROFS);
+    spool_close(ro);
+    spool_close(w);
+
+    /* And read-only after a clean shutdown (no -wal, no -shm left). */
+    ro = open_at(dbpath, DURABILITY_PROCESS, true);
+    ck_assert_int_eq(spool_stats(ro, &st, &err), 0);
+    ck_assert_uint_eq(st.records, 12);
+    spool_stats_fini(&st);
+    spool_close(ro);
+}
+END_TEST
+
+START_TEST(test_spool_readonly_missing_file)
+{
+    struct spool_conf conf = { .path = dbpath, .readonly = true };
+    struct spool *sp = NULL;
+    struct err err = {0};
+
+    ck_assert_int_eq(spool_open(&sp, &conf, &err), -ENOENT);
+    ck_assert_ptr_null(sp);
+    ck_assert_ptr_nonnull(strstr(err.msg, dbpath));
+    ck_assert_int_ne(access(dbpath, F_OK), 0);     /* and nothing was created */
+}
+END_TEST
+
+/* Two handles on two threads, as in the bridge: one appends, one drains. */
+#define RACE_ROWS 3000
+static void *
+race_ingest(void *arg)
+{
+    struct spool *sp = arg;
+
+    for (int i = 0; i < RACE_ROWS; i++)
+        append(sp, "bulk", i, i % 10 != 0);
+    return NULL;
+}
+
+START_TEST(test_spool_ingest_and_forwarder_handles_interleave)
+{
+    struct spool *in = open_rw(), *fw = open_rw();
+    struct spool_batch b;
+    struct err err = {0};
+    uint64_t after = 0, seqs[256];
+    pthread_t t;
+    int next = 0;
+
+    ck_assert_int_eq(pthread_create(&t, NULL, race_ingest, in), 0);
+    spool_batch_init(&b);
+    while (next < RACE_ROWS) {
+        spool_batch_reset(&b);
+        ck_assert_msg(spool_claim(fw, "bulk", after, N(seqs), &b, &err) == 0, "%s",
+                      err.msg);
+        for (size_t i = 0; i < b.n; i++) {
+            check_rec(&b.recs[i], "bulk", next++);
+            seqs[i] = b.recs[i].seq;
+        }
+        if (b.n > 0) {
+            after = b.recs[b.n - 1].seq;
+            ck_assert_msg(spool_delete(fw, seqs, b.n, &err) == 0, "%s", err.msg);
+        }
+    }
+    pthread_join(t, NULL);
+    ck_assert_int_eq(spool_commit(in, &err), 0);
+    ck_assert_uint_eq(count_rows(fw, "bulk"), 0);
+    spool_batch_fini(&b);
+    spool_close(fw);
+    spool_close(in);
+}
+END_TEST
+
+#ifdef SLUICE_FAULT_SEAMS
+START_TEST(test_spool_commit_fault_returns_eio_then_recovers)
+{
+    struct spool *sp = open_rw();
+    struct err err = {0};
+    struct mkrec m;
+    struct record *r;
+
+    append(sp, "bulk", 0, true);
+    spool_fault_fail_commit(sp, 1);
+    r = mkrec(&m, "bulk", 1);
+    ck_assert_int_eq(spool_append(sp, r, true, &err), -EIO);
+    ck_assert_uint_eq(r->seq, 0);
+    ck_assert_msg(strstr(err.msg, "injected commit fault") != NULL, "%s", err.msg);
+    ck_assert_uint_eq(count_rows(sp, "bulk"), 1);
+    append(sp, "bulk", 2, true);
+    ck_assert_uint_eq(count_rows(sp, "bulk"), 2);
+
+    /* A batch: the whole batch goes, and the sentence counts it. */
+    for (int i = 3; i < 6; i++)
+        append(sp, "bulk", i, false);
+    spool_fault_fail_commit(sp, 1);
+    ck_assert_int_eq(spool_commit(sp, &err), -EIO);
+    ck_assert_msg(strstr(err.msg, "(3 rows of the open batch rolled back)") != NULL, "%s",
+                  err.msg);
+    ck_assert_uint_eq(spool_pending(sp), 0);
+    ck_assert_uint_eq(count_rows(sp, "bulk"), 2);
+
+    /* A new lane added inside a failed batch is forgotten with it. */
+    spool_fault_fail_all(sp, true);
+    append(sp, "fresh", 6, false);
+    ck_assert_int_eq(spool_append(sp, mkrec(&m, "fresh", 7), true, &err), -EIO);
+    ck_assert_msg(strstr(err.msg, "(2 rows of the open batch rolled back)") != NULL, "%s",
+                  err.msg);
+    spool_fault_fail_all(sp, false);
+    append(sp, "fresh", 8, true);
+    ck_assert_uint_eq(count_rows(sp, "fresh"), 1);
+    spool_close(sp);
+
+    sp = open_rw();
+    ck_assert_uint_eq(count_rows(sp, "bulk"), 2);
+    ck_assert_uint_eq(count_rows(sp, "fresh"), 1);
+    spool_close(sp);
+}
+END_TEST
+
+START_TEST(test_spool_full_disk_enospc_then_recovers)
+{
+    struct spool *sp = open_rw();
+    struct err err = {0};
+    struct mkrec m;
+    int rc = 0, i;
+
+    append(sp, "bulk", 0, true);
+    ck_assert_int_eq(spool_fault_max_pages(sp, spool_fault_page_count(sp) + 4), 0);
+    for (i = 1; i < 1000; i++) {
+        if ((rc = spool_append(sp, mkrec(&m, "bulk", i), true, &err)) < 0)
+            break;
+    }
+    ck_assert_int_eq(rc, -ENOSPC);
+    ck_assert_msg(strstr(err.msg, "full") != NULL, "%s", err.msg);
+    ck_assert_uint_eq(count_rows(sp, "bulk"), (uint64_t)i);
+    /* Same in a batch: the error names the rows lost. */
+    for (int j = 0; j < 3; j++)
+        spool_append(sp, mkrec(&m, "bulk", 2000 + j), false, &err);
+    rc = spool_commit(sp, &err);
+    if (rc == 0)                                   /* the first append already failed */
+        ck_assert_uint_eq(spool_pending(sp), 0);
+    ck_assert_uint_eq(count_rows(sp, "bulk"), (uint64_t)i);
+    ck_assert_int_eq(spool_fault_max_pages(sp, 0), 0);
+    append(sp, "bulk", i, true);
+    ck_assert_uint_eq(count_rows(sp, "bulk"), (uint64_t)i + 1);
+    spool_close(sp);
+}
+END_TEST
+#endif
+
+START_TEST(test_spool_sync_tick_checkpoints_into_the_file)
+{
+    struct spool *sp = open_rw();
+    struct stat before, after;
+
+    for (int i = 0; i < 300; i++)
+        append(sp, "bulk", i, true);
+    ck_assert_int_eq(stat(dbpath, &before), 0);
+    ck_assert_int_eq(spool_sync_wal(sp), 0);
+    ck_assert_int_eq(stat(dbpath, &after), 0);
+    ck_assert_int_gt(after.st_size, before.st_size);     /* the rows left the WAL */
+    append(sp, "bulk", 300, true);                       /* and the WAL restarts */
+    ck_assert_int_eq(spool_sync_wal(sp), 0);
+    ck_assert_uint_eq(count_rows(sp, "bulk"), 301);
+    spool_close(sp);
+}
+END_TEST
+
+START_TEST(test_spool_power_durability_and_sync)
+{
+    struct spool *sp = open_at(dbpath, DURABILITY_POWER, false);
+
+    append(sp, "bulk", 0, true);
+    ck_assert_int_eq(spool_sync_wal(sp), 0);
+    spool_close(sp);
+    sp = open_rw();
+    ck_assert_uint_eq(count_rows(sp, "bulk"), 1);
+    ck_assert_int_eq(spool_sync_wal(sp), 0);
+    spool_close(sp);
+    spool_close(NULL);
+}
+END_TEST
+
+static Suite *
+spool_suite(void)
+{
+    Suite *s = suite_create("spool");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_spool_append_claim_delete_in_order);
+    tcase_add_test(tc, test_spool_lanes_are_separate);
+    tcase_add_test(tc, test_spool_seq_never_reused_after_delete_and_reopen);
+    tcase_add_test(tc, test_spool_batch_commits_together);
+    tcase_add_test(tc, test_spool_close_rolls_back_open_batch);
+    tcase_add_test(tc, test_spool_reopen_keeps_rows);
+    tcase_add_test(tc, test_spool_claim_arena_growth_keeps_pointers);
+    tcase_add_test(tc, test_spool_null_key_headers_and_flags_round_trip);
+    tcase_add_test(tc, test_spool_file_modes_ignore_umask);
+    tcase_add_loop_test(tc, test_spool_damaged_file_refused_and_untouched, 0, N(damaged));
+    tcase_add_test(tc, test_spool_deleted_wal_loses_uncheckpointed_rows_but_opens);
+    tcase_add_test(tc, test_spool_crash_keeps_committed_rows);
+    tcase_add_test(tc, test_spool_readonly_stats_while_another_handle_writes);
+    tcase_add_test(tc, test_spool_readonly_missing_file);
+    tcase_add_test(tc, test_spool_ingest_and_forwarder_handles_interleave);
+#ifdef SLUICE_FAULT_SEAMS
+    tcase_add_test(tc, test_spool_commit_fault_returns_eio_then_recovers);
+    tcase_add_test(tc, test_spool_full_disk_enospc_then_recovers);
+#endif
+    tcase_add_test(tc, test_spool_sync_tick_checkpoints_into_the_file);
+    tcase_add_test(tc, test_spool_power_durability_and_sync);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(spool_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
