@@ -1,0 +1,1176 @@
+/* forward.c - claim from the spool -> produce -> delivery report -> delete.
+ *
+ * Design. One thread owns the rd_kafka_t and the forwarder's spool connection and is
+ * the only caller of rd_kafka_poll, so every librdkafka callback (delivery reports,
+ * errors) runs here and the state below needs no locks. The loop:
+ *
+ *   1. claims records lane by lane in priority order (lower number first; ties in
+ *      config order; lanes found only in the spool last), each lane from a cursor
+ *      (the last sequence claimed from it), while fewer than FORWARD_WINDOW records
+ *      are in flight and the byte budget of forward.max_rate allows;
+ *   2. produces each with a copy of key, value and headers and a slot from a fixed
+ *      pool as the opaque (the slot carries the sequence home in the delivery report);
+ *   3. sleeps in poll(2) on one eventfd that both forward_notify and librdkafka's main
+ *      queue (rd_kafka_queue_io_event_enable) write to, at most 50 ms, so it never
+ *      depends on a notify alone;
+ *   4. serves delivery reports: an acknowledged sequence joins a pending list that is
+ *      deleted from the spool in one transaction per 1000 acks or 20 ms. Deleting in
+ *      batches keeps SQLite commits (and their fsyncs) off the per-record path; a
+ *      crash in between only re-sends those records (at-least-once, bounded by the
+ *      window).
+ *
+ * Order. The producer is idempotent with acks=all and message.timeout.ms=0:
+ * librdkafka retries every transient error itself, in order, forever, so a record
+ * never times out (a timed-out record leaves a sequence gap, and re-sending it later
+ * would put it behind younger records of its key). What does reach a delivery report
+ * with an error is therefore one of:
+ *   - a fatal idempotence error (rd_kafka_fatal_error): the producer is purged,
+ *     destroyed and recreated, and every cursor rewinds to 0, so everything not yet
+ *     acknowledged is re-sent from the spool in sequence order;
+ *   - our own purge, or a timeout that configuration should have made impossible:
+ *     handled like the fatal case (re-send, never skip);
+ *   - a permanent rejection of this one record: see fw_dead_letter.
+ *
+ * Permanent errors. Because librdkafka already retried everything it considers
+ * retriable, any other error is final for the record. The ones we expect are
+ * MSG_SIZE_TOO_LARGE (local or broker), RECORD_LIST_TOO_LARGE, INVALID_RECORD (e.g.
+ * no key on a compacted topic), INVALID_TIMESTAMP (an event time outside the
+ * broker's message.timestamp.difference.max.ms: a device with a wrong clock),
+ * _UNKNOWN_TOPIC / UNKNOWN_TOPIC_OR_PART (librdkafka reports these only after
+ * topic.metadata.propagation.max.ms of the topic being absent), TOPIC_EXCEPTION (an
+ * illegal topic name), TOPIC_AUTHORIZATION_FAILED, POLICY_VIOLATION,
+ * UNSUPPORTED_FOR_MESSAGE_FORMAT and _INVALID_ARG. Anything else is treated the same
+ * way (it is logged as unexpected): the SPEC promises never to block the records
+ * behind one, so the conservative choice of retrying an unknown error forever would
+ * stall its whole partition.
+ *
+ * A permanently rejected record is produced again to dead_letter.topic with its
+ * original key, timestamp and headers plus error=<librdkafka error name>,
+ * error.stage=kafka and kafka.topic=<where it was going>; a too-large record goes
+ * without its value (error.value.bytes says how big it was), since it would not fit
+ * there either. The spool row is deleted once the dead-letter copy is acknowledged.
+ * A record that was already a dead letter, or whose dead-letter copy is rejected
+ * too, is logged, counted and deleted: it cannot go anywhere else.
+ *
+ * Thread rules: forward_notify and forward_set_config may be called from any thread;
+ * everything else from the owner (main). The config pointer is swapped at a loop
+ * boundary: forward_set_config publishes it and waits until the thread has taken it,
+ * so the caller may free the old one when it returns. */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "sluice/clock.h"
+#include "sluice/config.h"
+#include "sluice/err.h"
+#include "sluice/forward.h"
+#include "sluice/log.h"
+#include "sluice/metrics.h"
+#include "sluice/record.h"
+#include "sluice/spool.h"
+
+#define FW_CLAIM_MAX      1000   /* rows per spool_claim: bounds the batch arena */
+#define FW_CLAIM_RATED    64     /* smaller claims under max_rate: less re-reading */
+#define FW_REFILL_MIN     1000   /* claim only when this many window slots are free */
+#define FW_IDLE_MS        50     /* spool poll interval without a notify */
+#define FW_DELETE_BATCH   1000   /* acks per spool_delete transaction ... */
+#define FW_DELETE_MS      20     /* ... or this old, whichever comes first */
+#define FW_PROBE_MS       2000   /* reachability probe while down and idle */
+#define FW_PROBE_WAIT_MS  500
+#define FW_GRACE_MS       3000   /* no "unreachable" line for a slow first connect */
+#define FW_PURGE_WAIT_MS  2000   /* delivery reports of purged messages */
+#define FW_LOG_EVERY_MS   60000  /* repeated librdkafka complaints */
+
+enum fw_msg_kind {
+    FW_MSG_FREE = 0,
+    FW_MSG_RECORD,      /* the record, going to its own topic */
+    FW_MSG_DEAD,        /* its dead-letter copy */
+};
+
+/* One in-flight record: the delivery report's opaque. */
+struct fw_msg {
+    uint64_t       seq;           /* the spool row to delete once acknowledged */
+    uint32_t       route;         /* for delivered{route} */
+    uint8_t        kind;          /* enum fw_msg_kind */
+    bool           final;         /* already a dead letter: never dead-letter again */
+    size_t         bytes;         /* key + value + headers, for forward_bytes */
+    struct fw_msg *next_free;     /* free list link while FW_MSG_FREE */
+};
+
+struct fw_lane {
+    char     *name;       /* owned copy: survives a config swap */
+    int       priority;
+    size_t    order;      /* config order, or SIZE_MAX for spool-only lanes */
+    uint64_t  cursor;     /* last claimed sequence */
+};
+
+struct forward {
+    /* Owner / any thread. */
+    pthread_t        thread;
+    bool             started;        /* owner: the thread exists and is not joined */
+    atomic_bool      stop;           /* owner -> thread: stop claiming, flush, exit */
+    int              stop_flush_ms;  /* written before stop is set */
+    int              efd;            /* eventfd: notify + librdkafka main queue */
+    atomic_bool      connected;      /* forward_is_connected */
+
+    pthread_mutex_t  mu;             /* guards the four fields below */
+    pthread_cond_t   cv;
+    const struct config *cfg_next;
+    uint64_t         cfg_req, cfg_ack;
+    bool             running;        /* thread takes config swaps */
+
+    /* Forwarder thread (or the owner while the thread is not running). */
+    const struct config *cfg;        /* borrowed; swapped by fw_config_sync */
+    struct spool    *sp;             /* owned: the forwarder's own handle */
+    rd_kafka_t      *rk;             /* the producer; NULL between recreations */
+    rd_kafka_queue_t *mainq;         /* rk's main queue, wired to efd */
+    rd_kafka_t      *mock_rk;        /* "embedded": hosts the mock cluster */
+    rd_kafka_mock_cluster_t *mock;
+    char            *bootstrap;      /* owned: what the producer connects to */
+
+    struct fw_lane  *lanes;          /* in claim order */
+    size_t           nlanes;
+
+    struct fw_msg   *pool;           /* FORWARD_WINDOW slots */
+    struct fw_msg   *free_list;
+    size_t           inflight;
+
+    uint64_t        *pend;           /* acknowledged, not yet deleted */
+    size_t           npend, cap_pend;
+    int64_t          pend_since_ms;
+
+    struct spool_batch batch;
+
+    uint64_t         txretries;      /* retransmissions seen for the current producer */
+    uint64_t         reports;        /* delivery reports from the current producer */
+    bool             fatal;          /* recreate the producer at the loop boundary */
+    bool             purging;        /* failed reports only free their slots */
+    bool             queue_full;     /* librdkafka refused: wait for reports */
+    bool             ever_up;        /* reachability logged once at least */
+    bool             down_logged;    /* an outage is in progress and was logged */
+    bool             suspect;        /* all brokers down while idle: probe to confirm */
+    int64_t          down_since_ms;  /* mono ms the outage was noticed */
+    int64_t          next_probe_ms;  /* mono ms of the next reachability probe */
+    int64_t          start_ms;       /* thread start: first-connect grace */
+
+    double           tokens;         /* max_rate budget, bytes */
+    int64_t          tokens_ms;      /* mono ms of the last refill */
+
+    struct log_limiter lim_perm, lim_dead, lim_spool, lim_queue;  /* one per call site */
+};
+
+/* librdkafka logs from its own threads; the limiter is shared, so it is locked. */
+static pthread_mutex_t fw_log_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct log_limiter fw_log_lim;
+
+static int64_t
+fw_now(void)
+{
+    return clock_mono_ms();
+}
+
+/* ---- connection state ---------------------------------------------------- */
+
+static void
+fw_set_connected(struct forward *fw, bool up)
+{
+    atomic_store(&fw->connected, up);
+    atomic_store_explicit(&metrics.kafka_connected, up ? 1 : 0, memory_order_relaxed);
+}
+
+static void
+fw_mark_down(struct forward *fw, const char *why)
+{
+    bool was = atomic_load(&fw->connected);
+
+    if (!was && fw->down_logged)
+        return;
+    fw_set_connected(fw, false);
+    fw->down_since_ms = fw_now();
+    fw->down_logged = true;
+    fw->next_probe_ms = fw->down_since_ms + FW_PROBE_MS;
+    log_warn("forward", "kafka unreachable (%s); records wait in the spool", why);
+}
+
+static void
+fw_mark_up(struct forward *fw)
+{
+    if (atomic_load(&fw->connected))
+        return;
+    fw_set_connected(fw, true);
+    if (fw->down_logged)
+        log_info("forward", "kafka reachable again after %.1f s",
+                 (double)(fw_now() - fw->down_since_ms) / 1000.0);
+    else if (!fw->ever_up)
+        log_info("forward", "kafka reachable at %s", fw->bootstrap);
+    fw->ever_up = true;
+    fw->down_logged = false;
+}
+
+/* While nothing is in flight no delivery report can tell us Kafka is back, so a
+ * metadata request asks. It blocks the loop for at most FW_PROBE_WAIT_MS, and only
+ * while Kafka is unreachable and there is nothing to send. */
+static void
+fw_probe(struct forward *fw)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e;
+
+    fw->next_probe_ms = fw_now() + FW_PROBE_MS;
+    e = rd_kafka_metadata(fw->rk, 0, NULL, &md, FW_PROBE_WAIT_MS);
+    if (md != NULL)
+        rd_kafka_metadata_destroy(md);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fw->suspect = false;
+        fw_mark_up(fw);
+    } else if (fw->suspect ||
+               (!fw->ever_up && !fw->down_logged && fw_now() - fw->start_ms >= FW_GRACE_MS)) {
+        fw->suspect = false;
+        fw_mark_down(fw, "all brokers down");
+    }
+}
+
+/* ---- the pool of in-flight slots ------------------------------------------ */
+
+static void
+fw_pool_reset(struct forward *fw)
+{
+    fw->free_list = NULL;
+    for (size_t i = FORWARD_WINDOW; i-- > 0;) {
+        fw->pool[i].kind = FW_MSG_FREE;
+        fw->pool[i].next_free = fw->free_list;
+        fw->free_list = &fw->pool[i];
+    }
+    fw->inflight = 0;
+}
+
+static struct fw_msg *
+fw_msg_get(struct forward *fw)
+{
+    struct fw_msg *m = fw->free_list;
+
+    if (m != NULL) {
+        fw->free_list = m->next_free;
+        fw->inflight++;
+    }
+    return m;
+}
+
+static void
+fw_msg_put(struct forward *fw, struct fw_msg *m)
+{
+    m->kind = FW_MSG_FREE;
+    m->next_free = fw->free_list;
+    fw->free_list = m;
+    fw->inflight--;
+}
+
+/* ---- deleting acknowledged rows ------------------------------------------- */
+
+static void
+fw_delete_flush(struct forward *fw)
+{
+    struct err e = {0};
+
+    if (fw->npend == 0)
+        return;
+    if (spool_delete(fw->sp, fw->pend, fw->npend, &e) < 0) {
+        /* The rows stay and are retried at the next flush; if the spool keeps
+         * failing, a restart re-sends them (duplicates, never losses). */
+        log_limited(&fw->lim_spool, FW_LOG_EVERY_MS, LOG_ERROR, "forward",
+                    "cannot delete %zu acknowledged records from the spool: %s",
+                    fw->npend, e.msg);
+        if (fw->npend < (size_t)FORWARD_WINDOW * 10)
+            return;
+        log_error("forward", "dropping %zu pending deletes; they will be sent again "
+                  "after a restart", fw->npend);
+    }
+    fw->npend = 0;
+}
+
+static void
+fw_delete_add(struct forward *fw, uint64_t seq)
+{
+    if (fw->npend == fw->cap_pend) {
+        size_t ncap = fw->cap_pend * 2;
+        uint64_t *p = realloc(fw->pend, ncap * sizeof(*p));
+        if (p == NULL) {
+            fw_delete_flush(fw);
+            if (fw->npend == fw->cap_pend)
+                return;   /* the row stays in the spool: re-sent after a restart */
+        } else {
+            fw->pend = p;
+            fw->cap_pend = ncap;
+        }
+    }
+    if (fw->npend == 0)
+        fw->pend_since_ms = fw_now();
+    fw->pend[fw->npend++] = seq;
+    if (fw->npend >= FW_DELETE_BATCH)
+        fw_delete_flush(fw);
+}
+
+/* ---- producing ------------------------------------------------------------ */
+
+static bool
+fw_err_is_size(rd_kafka_resp_err_t e)
+{
+    return e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+           e == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
+/* The errors we expect to see as final for one record (see the top of the file). */
+static bool
+fw_err_is_known_permanent(rd_kafka_resp_err_t e)
+{
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Errors after which the record must be sent again, in order, by a new producer. */
+static bool
+fw_err_is_resend(struct forward *fw, rd_kafka_resp_err_t e)
+{
+    return e == RD_KAFKA_RESP_ERR__FATAL || e == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+           e == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT || e == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT ||
+           e == RD_KAFKA_RESP_ERR__TIMED_OUT || e == RD_KAFKA_RESP_ERR__DESTROY ||
+           rd_kafka_fatal_error(fw->rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/* Builds the Kafka headers of rec: the SPEC's fixed ones, then the extra block. */
+static rd_kafka_headers_t *
+fw_headers(const struct forward *fw, const struct record *rec, size_t *bytes)
+{
+    struct record_header fixed[RECORD_FIXED_HEADERS], h;
+    char scratch[RECORD_SCRATCH];
+    rd_kafka_headers_t *hdrs;
+    size_t n, off = 0, extra = 0;
+
+    while (record_hdrs_next(rec->hdrs, rec->hdrs_len, &off, &h))
+        extra++;
+    hdrs = rd_kafka_headers_new(RECORD_FIXED_HEADERS + extra);
+    n = record_fixed_headers(rec, fw->cfg->instance, scratch, fixed);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_header_add(hdrs, fixed[i].name, (ssize_t)fixed[i].name_len,
+                            fixed[i].value, (ssize_t)fixed[i].value_len);
+        *bytes += fixed[i].name_len + fixed[i].value_len;
+    }
+    off = 0;
+    while (record_hdrs_next(rec->hdrs, rec->hdrs_len, &off, &h)) {
+        rd_kafka_header_add(hdrs, h.name, (ssize_t)h.name_len, h.value,
+                            (ssize_t)h.value_len);
+        *bytes += h.name_len + h.value_len;
+    }
+    return hdrs;
+}
+
+/* A record Kafka refused for good: it is gone from the spool after this (at once,
+ * or when its dead-letter copy is acknowledged). Takes m and hdrs. */
+static void
+fw_dead_letter(struct forward *fw, struct fw_msg *m, const char *topic, const void *key,
+               size_t key_len, const void *value, size_t value_len, int64_t ts_ms,
+               rd_kafka_headers_t *hdrs, rd_kafka_resp_err_t why)
+{
+    const char *dlt = fw->cfg->dead_letter_topic;
+    const char *reason = rd_kafka_err2name(why);
+    char size[24];
+    rd_kafka_resp_err_t e;
+
+    metrics_add(&metrics.kafka_errors[KERR_PERMANENT], 1);
+    if (m->final || m->kind == FW_MSG_DEAD || strcmp(topic, dlt) == 0) {
+        log_limited(&fw->lim_dead, FW_LOG_EVERY_MS, LOG_ERROR, "forward",
+                    "kafka rejected dead-letter record %" PRIu64 " for %s (%s); "
+                    "deleted, it has nowhere else to go", m->seq, topic,
+                    rd_kafka_err2str(why));
+        rd_kafka_headers_destroy(hdrs);
+        fw_delete_add(fw, m->seq);
+        fw_msg_put(fw, m);
+        return;
+    }
+    log_limited(&fw->lim_perm, FW_LOG_EVERY_MS, LOG_WARN, "forward",
+                "kafka rejected a record for %s (%s%s); sending it to %s", topic,
+                rd_kafka_err2str(why),
+                fw_err_is_known_permanent(why) ? "" : ", unexpected: treated as permanent",
+                dlt);
+    rd_kafka_header_add(hdrs, "error", 5, reason, -1);
+    rd_kafka_header_add(hdrs, "error.stage", 11, "kafka", 5);
+    rd_kafka_header_add(hdrs, "kafka.topic", 11, topic, -1);
+    if (fw_err_is_size(why)) {
+        snprintf(size, sizeof(size), "%zu", value_len);
+        rd_kafka_header_add(hdrs, "error.value.bytes", 17, size, -1);
+        value = NULL;
+        value_len = 0;
+    }
+    m->kind = FW_MSG_DEAD;
+    e = rd_kafka_producev(fw->rk, RD_KAFKA_V_TOPIC(dlt),
+                          RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_KEY(key, key_len),
+                          RD_KAFKA_V_VALUE((void *)(uintptr_t)value, value_len),
+                          RD_KAFKA_V_TIMESTAMP(ts_ms), RD_KAFKA_V_HEADERS(hdrs),
+                          RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    rd_kafka_headers_destroy(hdrs);
+    if (e == RD_KAFKA_RESP_ERR__FATAL) {
+        fw->fatal = true;           /* the record stays; re-sent by the new producer */
+        fw_msg_put(fw, m);
+    } else if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        /* Only with huge records: the row stays in the spool and goes again after
+         * the next producer restart or bridge restart. Never blocks the others. */
+        log_limited(&fw->lim_queue, FW_LOG_EVERY_MS, LOG_WARN, "forward",
+                    "producer queue full; dead-letter copy of record %" PRIu64
+                    " postponed to the next restart", m->seq);
+        fw_msg_put(fw, m);
+    } else {
+        log_limited(&fw->lim_dead, FW_LOG_EVERY_MS, LOG_ERROR, "forward",
+                    "cannot dead-letter record %" PRIu64 " to %s (%s); deleted",
+                    m->seq, dlt, rd_kafka_err2str(e));
+        metrics_add(&metrics.kafka_errors[KERR_PERMANENT], 1);
+        fw_delete_add(fw, m->seq);
+        fw_msg_put(fw, m);
+    }
+}
+
+/* Produces one claimed record. 0 when it is on its way (or was dealt with for good),
+ * -EAGAIN when librdkafka cannot take it now (retry later, from this record on). */
+static int
+fw_produce(struct forward *fw, const struct record *rec)
+{
+    struct fw_msg *m;
+    rd_kafka_headers_t *hdrs;
+    rd_kafka_resp_err_t e;
+    char topic[256];
+    size_t bytes = rec->key_len + rec->value_len;
+
+    if ((m = fw_msg_get(fw)) == NULL)
+        return -EAGAIN;
+    /* Spool strings are length-delimited; librdkafka wants a C string. Topic names
+     * are at most 249 bytes; a longer one is an illegal topic and dead-letters. */
+    snprintf(topic, sizeof(topic), "%.*s", (int)(rec->topic_len < 255 ? rec->topic_len : 255),
+             rec->topic);
+    hdrs = fw_headers(fw, rec, &bytes);
+    *m = (struct fw_msg){.seq = rec->seq, .route = rec->route, .kind = FW_MSG_RECORD,
+                         .final = rec->dead_letter, .bytes = bytes};
+    e = rd_kafka_producev(fw->rk, RD_KAFKA_V_TOPIC(topic),
+                          RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_KEY(rec->key, rec->key_len),
+                          RD_KAFKA_V_VALUE((void *)(uintptr_t)rec->value, rec->value_len),
+                          RD_KAFKA_V_TIMESTAMP(rec->event_ms), RD_KAFKA_V_HEADERS(hdrs),
+                          RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        /* The cap counts what crosses the uplink per record: key, value, headers. */
+        if (fw->cfg->forward_max_rate > 0)
+            fw->tokens -= (double)bytes;
+        return 0;
+    }
+    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL || e == RD_KAFKA_RESP_ERR__FATAL ||
+        fw_err_is_resend(fw, e)) {
+        rd_kafka_headers_destroy(hdrs);
+        fw_msg_put(fw, m);
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            fw->queue_full = true;
+        else
+            fw->fatal = true;
+        return -EAGAIN;
+    }
+    fw_dead_letter(fw, m, topic, rec->key, rec->key_len, rec->value, rec->value_len,
+                   rec->event_ms, hdrs, e);
+    return 0;
+}
+
+/* ---- librdkafka callbacks (all on the forwarder thread, from rd_kafka_poll) -- */
+
+static void
+fw_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+    struct forward *fw = opaque;
+    struct fw_msg *m = msg->_private;
+    rd_kafka_headers_t *hdrs = NULL;
+    rd_kafka_resp_err_t e = msg->err;
+
+    (void)rk;
+    if (m == NULL || m->kind == FW_MSG_FREE)
+        return;
+    fw->reports++;
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fw_mark_up(fw);
+        if (m->kind == FW_MSG_DEAD) {
+            metrics_add(&metrics.dead_letter[DEAD_KAFKA], 1);
+        } else {
+            metrics_add(&metrics.delivered[metrics_route_slot(m->route)], 1);
+            metrics_add(&metrics.forward_bytes, m->bytes);
+        }
+        fw_delete_add(fw, m->seq);
+        fw_msg_put(fw, m);
+        return;
+    }
+    if (fw->purging || fw_err_is_resend(fw, e)) {
+        /* Still in the spool; the recreated producer sends it again, in order. */
+        if (!fw->purging)
+            fw->fatal = true;
+        fw_msg_put(fw, m);
+        return;
+    }
+    if (rd_kafka_message_detach_headers((rd_kafka_message_t *)msg, &hdrs) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR || hdrs == NULL)
+        hdrs = rd_kafka_headers_new(4);
+    fw_dead_letter(fw, m, rd_kafka_topic_name(msg->rkt), msg->key, msg->key_len,
+                   msg->payload, msg->len, rd_kafka_message_timestamp(msg, NULL), hdrs, e);
+}
+
+static void
+fw_on_error(rd_kafka_t *rk, int code, const char *reason, void *opaque)
+{
+    struct forward *fw = opaque;
+    rd_kafka_resp_err_t e = (rd_kafka_resp_err_t)code;
+
+    (void)rk;
+    if (e == RD_KAFKA_RESP_ERR__FATAL) {
+        fw->fatal = true;
+        return;
+    }
+    metrics_add(&metrics.kafka_errors[KERR_TRANSIENT], 1);
+    if (e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        /* With records waiting, that is an outage. While idle it is often only
+         * brokers closing idle connections (connections.max.idle.ms), which the
+         * next request reopens: a probe tells the two apart. */
+        if (fw->inflight > 0) {
+            fw_mark_down(fw, "all brokers down");
+        } else {
+            fw->suspect = true;
+            fw->next_probe_ms = 0;
+        }
+    }
+    else
+        log_debug("forward", "kafka: %s: %s", rd_kafka_err2name(e), reason);
+}
+
+/* librdkafka's own log lines (any of its threads). Errors and warnings are kept,
+ * but at most one a minute: a broker that refuses connections for hours would
+ * otherwise log every reconnect; the outage itself is reported by fw_mark_down. */
+static void
+fw_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    if (level <= 4) {
+        pthread_mutex_lock(&fw_log_mu);
+        log_limited(&fw_log_lim, FW_LOG_EVERY_MS, LOG_WARN, "kafka", "%s: %s", fac, buf);
+        pthread_mutex_unlock(&fw_log_mu);
+    } else {
+        log_debug("kafka", "%s: %s", fac, buf);
+    }
+}
+
+/* ---- producer lifecycle --------------------------------------------------- */
+
+/* librdkafka retries transient produce errors on its own, in order, by putting the
+ * messages back on their partition queue, and no callback tells. Its statistics do:
+ * "txmsgs" counts every transmission, so transmissions beyond one per reported or
+ * in-flight message are retransmissions (exact once nothing is in flight, a lower
+ * bound before). Runs on this thread, from rd_kafka_poll. */
+static int
+fw_on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    struct forward *fw = opaque;
+    json_t *doc, *v;
+    uint64_t tx, once;
+
+    (void)rk;
+    if ((doc = json_loadb(json, len, 0, NULL)) == NULL)
+        return 0;
+    v = json_object_get(doc, "txmsgs");
+    tx = json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+    once = fw->reports + fw->inflight;
+    if (tx > once && tx - once > fw->txretries) {
+        metrics_add(&metrics.kafka_retries, tx - once - fw->txretries);
+        fw->txretries = tx - once;
+    }
+    json_decref(doc);
+    return 0;   /* librdkafka frees json */
+}
+
+static int
+fw_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, struct err *err)
+{
+    char errstr[512];
+
+    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+        return err_set(err, -EINVAL, "forward: kafka.properties.%s: %s", key, errstr);
+    return 0;
+}
+
+static int
+fw_producer_create(struct forward *fw, struct err *err)
+{
+    const struct config *cfg = fw->cfg;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char errstr[512], client_id[300];
+    int rc;
+
+    snprintf(client_id, sizeof(client_id), "sluice-%s", cfg->instance);
+    if ((rc = fw_conf_set(conf, "client.id", client_id, err)) < 0)
+        goto fail;
+    for (size_t i = 0; i < cfg->kafka.nprops; i++) {
+        if ((rc = fw_conf_set(conf, cfg->kafka.props[i].key, cfg->kafka.props[i].value,
+                              err)) < 0)
+            goto fail;
+    }
+    /* After the user's properties, so they cannot be overridden: the delivery
+     * promises rest on these three. */
+    if ((rc = fw_conf_set(conf, "bootstrap.servers", fw->bootstrap, err)) < 0 ||
+        (rc = fw_conf_set(conf, "enable.idempotence", "true", err)) < 0 ||
+        (rc = fw_conf_set(conf, "acks", "all", err)) < 0 ||
+        (rc = fw_conf_set(conf, "message.timeout.ms", "0", err)) < 0)
+        goto fail;
+    if (rd_kafka_conf_get(conf, "statistics.interval.ms", errstr, &(size_t){ sizeof(errstr) }) ==
+            RD_KAFKA_CONF_OK &&
+        strcmp(errstr, "0") == 0 &&
+        (rc = fw_conf_set(conf, "statistics.interval.ms", "1000", err)) < 0)
+        goto fail;
+    fw->txretries = 0;
+    fw->reports = 0;
+    rd_kafka_conf_set_stats_cb(conf, fw_on_stats);
+    rd_kafka_conf_set_opaque(conf, fw);
+    rd_kafka_conf_set_dr_msg_cb(conf, fw_on_delivery);
+    rd_kafka_conf_set_error_cb(conf, fw_on_error);
+    rd_kafka_conf_set_log_cb(conf, fw_on_log);
+    if ((fw->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr))) == NULL) {
+        rc = err_set(err, -EINVAL, "forward: cannot create the kafka producer: %s", errstr);
+        goto fail;
+    }
+    /* Delivery reports and errors land on the main queue; have it write to our
+     * eventfd so one poll(2) waits for them and for forward_notify alike. */
+    {
+        static const uint64_t one = 1;
+        fw->mainq = rd_kafka_queue_get_main(fw->rk);
+        rd_kafka_queue_io_event_enable(fw->mainq, fw->efd, &one, sizeof(one));
+    }
+    return 0;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return rc;
+}
+
+/* Purges what is still in flight (those rows stay in the spool), serves the
+ * reports, deletes what was acknowledged, and destroys the producer. */
+static void
+fw_producer_destroy(struct forward *fw)
+{
+    int64_t deadline = fw_now() + FW_PURGE_WAIT_MS;
+
+    if (fw->rk == NULL)
+        return;
+    fw->purging = true;
+    rd_kafka_purge(fw->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    while (fw->inflight > 0 && fw_now() < deadline)
+        rd_kafka_poll(fw->rk, 10);
+    fw->purging = false;
+    fw_delete_flush(fw);
+    if (fw->mainq != NULL) {
+        rd_kafka_queue_io_event_enable(fw->mainq, -1, NULL, 0);
+        rd_kafka_queue_destroy(fw->mainq);
+        fw->mainq = NULL;
+    }
+    rd_kafka_destroy(fw->rk);
+    fw->rk = NULL;
+    fw_pool_reset(fw);   /* reports that never came home are not coming now */
+}
+
+/* After a fatal idempotence error: new producer, and every record not yet
+ * acknowledged is sent again from the spool, in sequence order. */
+static void
+fw_recover(struct forward *fw)
+{
+    char reason[512] = "";
+    struct err e = {0};
+
+    if (fw->rk != NULL &&
+        rd_kafka_fatal_error(fw->rk, reason, sizeof(reason)) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        snprintf(reason, sizeof(reason), "a record could not be delivered in order");
+    metrics_add(&metrics.kafka_errors[KERR_FATAL], 1);
+    log_error("forward", "kafka producer failed (%s); recreating it and re-sending "
+              "%zu unacknowledged records from the spool", reason, fw->inflight);
+    fw_producer_destroy(fw);
+    for (size_t i = 0; i < fw->nlanes; i++)
+        fw->lanes[i].cursor = 0;
+    fw->fatal = false;
+    fw->queue_full = false;
+    while (fw_producer_create(fw, &e) < 0 && !atomic_load(&fw->stop)) {
+        log_error("forward", "%s (retrying in 1 s)", e.msg);
+        usleep(1000 * 1000);
+    }
+}
+
+/* ---- lanes and config ----------------------------------------------------- */
+
+static int
+fw_lane_cmp(const void *a, const void *b)
+{
+    const struct fw_lane *x = a, *y = b;
+
+    if (x->priority != y->priority)
+        return x->priority < y->priority ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order ? 1 : 0;
+}
+
+static struct fw_lane *
+fw_lane_find(struct fw_lane *lanes, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(lanes[i].name, name) == 0)
+            return &lanes[i];
+    }
+    return NULL;
+}
+
+/* Rebuilds the claim order from cfg plus extra names (lanes that only the spool or
+ * an older config knows: they drain last). Cursors survive by lane name. On
+ * -ENOMEM the old order stays. */
+static int
+fw_lanes_build(struct forward *fw, const struct config *cfg, const char *const *extra,
+               size_t nextra)
+{
+    size_t cap = cfg->nlanes + fw->nlanes + nextra, n = 0;
+    struct fw_lane *nl = calloc(cap ? cap : 1, sizeof(*nl)), *old;
+
+    if (nl == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < cfg->nlanes; i++)
+        nl[n++] = (struct fw_lane){.name = strdup(cfg->lanes[i].name),
+                                   .priority = cfg->lanes[i].priority, .order = i};
+    for (size_t i = 0; i < fw->nlanes; i++) {
+        if (fw_lane_find(nl, n, fw->lanes[i].name) == NULL)
+            nl[n++] = (struct fw_lane){.name = strdup(fw->lanes[i].name),
+                                       .priority = INT_MAX, .order = SIZE_MAX};
+    }
+    for (size_t i = 0; i < nextra; i++) {
+        if (fw_lane_find(nl, n, extra[i]) == NULL)
+            nl[n++] = (struct fw_lane){.name = strdup(extra[i]), .priority = INT_MAX,
+                                       .order = SIZE_MAX};
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (nl[i].name == NULL) {
+            for (size_t j = 0; j < n; j++)
+                free(nl[j].name);
+            free(nl);
+            return -ENOMEM;
+        }
+        if ((old = fw_lane_find(fw->lanes, fw->nlanes, nl[i].name)) != NULL)
+            nl[i].cursor = old->cursor;
+    }
+    qsort(nl, n, sizeof(*nl), fw_lane_cmp);
+    for (size_t i = 0; i < fw->nlanes; i++)
+        free(fw->lanes[i].name);
+    free(fw->lanes);
+    fw->lanes = nl;
+    fw->nlanes = n;
+    return 0;
+}
+
+/* Lanes that hold records but are not in the config (renamed or removed since
+ * those records were spooled): drained after all configured lanes. */
+static void
+fw_lanes_from_spool(struct forward *fw)
+{
+    struct spool_stats st = {0};
+    struct err e = {0};
+    const char **names;
+
+    if (spool_stats(fw->sp, &st, &e) < 0) {
+        log_warn("forward", "cannot list the spool's lanes: %s", e.msg);
+        return;
+    }
+    if (st.nlanes > 0 && (names = calloc(st.nlanes, sizeof(*names))) != NULL) {
+        for (size_t i = 0; i < st.nlanes; i++) {
+            names[i] = st.lanes[i].name;
+            if (st.lanes[i].records > 0 && config_lane_index(fw->cfg, names[i]) < 0)
+                log_warn("forward", "spool lane %s is not in the config; its %" PRIu64
+                         " records are sent after all other lanes", names[i],
+                         st.lanes[i].records);
+        }
+        fw_lanes_build(fw, fw->cfg, names, st.nlanes);
+        free(names);
+    }
+    spool_stats_fini(&st);
+}
+
+/* Takes a config published by forward_set_config. Runs at loop boundaries only, so
+ * no borrowed pointer into the old config is live when the swap is acknowledged. */
+static void
+fw_config_sync(struct forward *fw)
+{
+    const struct config *ncfg;
+    uint64_t req;
+
+    pthread_mutex_lock(&fw->mu);
+    req = fw->cfg_req;
+    ncfg = fw->cfg_next;
+    pthread_mutex_unlock(&fw->mu);
+    if (req == fw->cfg_ack)
+        return;
+    if (strcmp(ncfg->kafka.bootstrap, fw->cfg->kafka.bootstrap) != 0 ||
+        ncfg->kafka.nprops != fw->cfg->kafka.nprops)
+        log_warn("forward", "kafka settings changed; they take effect at the next restart");
+    fw->cfg = ncfg;
+    if (fw_lanes_build(fw, ncfg, NULL, 0) < 0)
+        log_error("forward", "out of memory applying the new lanes; keeping the old order");
+    pthread_mutex_lock(&fw->mu);
+    fw->cfg_ack = req;
+    pthread_cond_broadcast(&fw->cv);
+    pthread_mutex_unlock(&fw->mu);
+}
+
+/* ---- the loop ------------------------------------------------------------- */
+
+static void
+fw_tokens_refill(struct forward *fw)
+{
+    uint64_t rate = fw->cfg->forward_max_rate;
+    int64_t now = fw_now();
+    double burst;
+
+    if (rate == 0)
+        return;
+    /* Burst of 200 ms worth (at least 64 KiB), so the cap is smooth but a single
+     * record larger than the budget still goes (the debt is paid off after). */
+    burst = (double)rate / 5.0;
+    if (burst < 65536.0)
+        burst = 65536.0;
+    fw->tokens += (double)rate * (double)(now - fw->tokens_ms) / 1000.0;
+    if (fw->tokens > burst)
+        fw->tokens = burst;
+    fw->tokens_ms = now;
+}
+
+/* Claims and produces while the window and the byte budget allow. */
+static void
+fw_fill(struct forward *fw)
+{
+    bool rated = fw->cfg->forward_max_rate > 0;
+    struct err e = {0};
+
+    /* With records in flight, wait until a useful number of slots is free rather
+     * than claiming a row or two per delivery report. */
+    if (fw->fatal || fw->queue_full ||
+        (fw->inflight > 0 && FORWARD_WINDOW - fw->inflight < FW_REFILL_MIN))
+        return;
+    fw_tokens_refill(fw);
+    for (size_t l = 0; l < fw->nlanes; l++) {
+        struct fw_lane *lane = &fw->lanes[l];
+        for (;;) {
+            size_t room = FORWARD_WINDOW - fw->inflight, want, i;
+
+            if (room == 0 || (rated && fw->tokens <= 0))
+                return;
+            want = room < FW_CLAIM_MAX ? room : FW_CLAIM_MAX;
+            if (rated && want > FW_CLAIM_RATED)
+                want = FW_CLAIM_RATED;
+            spool_batch_reset(&fw->batch);
+            if (spool_claim(fw->sp, lane->name, lane->cursor, want, &fw->batch, &e) < 0) {
+                log_limited(&fw->lim_spool, FW_LOG_EVERY_MS, LOG_ERROR, "forward",
+                            "cannot read lane %s from the spool: %s", lane->name, e.msg);
+                return;
+            }
+            for (i = 0; i < fw->batch.n; i++) {
+                const struct record *rec = &fw->batch.recs[i];
+                if (rated && fw->tokens <= 0)
+                    break;
+                if (fw_produce(fw, rec) < 0)
+                    break;
+                lane->cursor = rec->seq;
+            }
+            if (i < fw->batch.n)
+                return;         /* budget, queue full or fatal: later, from here */
+            if (fw->batch.n < want)
+                break;          /* lane drained: the next one */
+        }
+    }
+}
+
+static int
+fw_wait_ms(struct forward *fw)
+{
+    int64_t now = fw_now(), t = FW_IDLE_MS;
+
+    if (fw->npend > 0) {
+        int64_t left = fw->pend_since_ms + FW_DELETE_MS - now;
+        if (left < t)
+            t = left;
+    }
+    if (fw->cfg->forward_max_rate > 0 && fw->tokens <= 0) {
+        int64_t need = (int64_t)(-fw->tokens * 1000.0 / (double)fw->cfg->forward_max_rate) + 1;
+        if (need < t)
+            t = need;
+    }
+    return t < 0 ? 0 : (int)t;
+}
+
+static void
+fw_wait(struct forward *fw)
+{
+    struct pollfd pfd = {.fd = fw->efd, .events = POLLIN};
+    uint64_t v;
+
+    if (poll(&pfd, 1, fw_wait_ms(fw)) > 0)
+        while (read(fw->efd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+            ;
+}
+
+static void
+fw_stop_flush(struct forward *fw)
+{
+    int64_t deadline = fw_now() + fw->stop_flush_ms;
+    size_t before = fw->inflight;
+
+    while (fw->inflight > 0 && !fw->fatal) {
+        int64_t left = deadline - fw_now();
+        if (left <= 0)
+            break;
+        fw_config_sync(fw);
+        rd_kafka_flush(fw->rk, (int)(left < FW_IDLE_MS ? left : FW_IDLE_MS));
+        rd_kafka_poll(fw->rk, 0);
+        if (fw->npend > 0 && fw_now() - fw->pend_since_ms >= FW_DELETE_MS)
+            fw_delete_flush(fw);
+    }
+    fw_delete_flush(fw);
+    if (before > 0)
+        log_info("forward", "stopped: %zu of %zu in-flight records acknowledged, %zu left "
+                 "in the spool", before - fw->inflight, before, fw->inflight);
+}
+
+static void *
+fw_main(void *arg)
+{
+    struct forward *fw = arg;
+
+    fw_lanes_from_spool(fw);
+    fw->start_ms = fw->tokens_ms = fw_now();
+    fw->next_probe_ms = 0;
+    while (!atomic_load(&fw->stop)) {
+        fw_config_sync(fw);
+        if (fw->fatal)
+            fw_recover(fw);
+        if (fw->rk == NULL)
+            break;
+        fw_fill(fw);
+        if ((!atomic_load(&fw->connected) || fw->suspect) && fw->inflight == 0 &&
+            fw_now() >= fw->next_probe_ms)
+            fw_probe(fw);
+        fw_wait(fw);
+        fw->queue_full = false;
+        rd_kafka_poll(fw->rk, 0);
+        if (fw->npend > 0 &&
+            (fw->npend >= FW_DELETE_BATCH || fw_now() - fw->pend_since_ms >= FW_DELETE_MS))
+            fw_delete_flush(fw);
+    }
+    if (fw->rk != NULL)
+        fw_stop_flush(fw);
+    fw_producer_destroy(fw);
+    pthread_mutex_lock(&fw->mu);
+    fw->running = false;
+    pthread_cond_broadcast(&fw->cv);
+    pthread_mutex_unlock(&fw->mu);
+    return NULL;
+}
+
+/* ---- public API ----------------------------------------------------------- */
+
+static int
+fw_mock_create(struct forward *fw, struct err *err)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char errstr[512];
+
+    rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
+    rd_kafka_conf_set_log_cb(conf, fw_on_log);
+    if ((fw->mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr))) == NULL) {
+        rd_kafka_conf_destroy(conf);
+        return err_set(err, -EINVAL, "forward: embedded kafka: %s", errstr);
+    }
+    if ((fw->mock = rd_kafka_mock_cluster_new(fw->mock_rk, 1)) == NULL)
+        return err_set(err, -EIO, "forward: embedded kafka: cannot start the mock cluster");
+    if ((fw->bootstrap = strdup(rd_kafka_mock_cluster_bootstraps(fw->mock))) == NULL)
+        return err_set(err, -ENOMEM, "forward: out of memory");
+    log_info("forward", "embedded kafka (librdkafka mock cluster, memory only, keeps about "
+             "the last 5 MiB per partition) listening at %s", fw->bootstrap);
+    return 0;
+}
+
+int
+forward_create(struct forward **out, const struct config *cfg, struct spool *sp,
+               struct err *err)
+{
+    struct forward *fw;
+    int rc;
+
+    *out = NULL;
+    if ((fw = calloc(1, sizeof(*fw))) == NULL)
+        return err_set(err, -ENOMEM, "forward: out of memory");
+    fw->efd = -1;
+    fw->cfg = cfg;
+    pthread_mutex_init(&fw->mu, NULL);
+    pthread_cond_init(&fw->cv, NULL);
+    spool_batch_init(&fw->batch);
+    atomic_init(&fw->stop, false);
+    atomic_init(&fw->connected, false);
+    atomic_store_explicit(&metrics.kafka_connected, 0, memory_order_relaxed);
+    fw->cap_pend = FW_DELETE_BATCH * 2;
+    fw->pool = calloc(FORWARD_WINDOW, sizeof(*fw->pool));
+    fw->pend = malloc(fw->cap_pend * sizeof(*fw->pend));
+    if (fw->pool == NULL || fw->pend == NULL || fw_lanes_build(fw, cfg, NULL, 0) < 0) {
+        rc = err_set(err, -ENOMEM, "forward: out of memory");
+        goto fail;
+    }
+    fw_pool_reset(fw);
+    if ((fw->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        rc = err_set(err, -errno, "forward: eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    if (strcmp(cfg->kafka.bootstrap, "embedded") == 0) {
+        if ((rc = fw_mock_create(fw, err)) < 0)
+            goto fail;
+    } else if ((fw->bootstrap = strdup(cfg->kafka.bootstrap)) == NULL) {
+        rc = err_set(err, -ENOMEM, "forward: out of memory");
+        goto fail;
+    }
+    if ((rc = fw_producer_create(fw, err)) < 0)
+        goto fail;
+    fw->sp = sp;     /* taken only on success */
+    *out = fw;
+    return 0;
+fail:
+    forward_destroy(fw);
+    return rc;
+}
+
+int
+forward_start(struct forward *fw, struct err *err)
+{
+    int rc;
+
+    if (fw->started)
+        return 0;
+    atomic_store(&fw->stop, false);
+    fw->running = true;
+    if ((rc = pthread_create(&fw->thread, NULL, fw_main, fw)) != 0) {
+        fw->running = false;
+        return err_set(err, -rc, "forward: cannot start the thread: %s", strerror(rc));
+    }
+    fw->started = true;
+    return 0;
+}
+
+void
+forward_notify(void *arg)
+{
+    struct forward *fw = arg;
+    uint64_t one = 1;
+
+    /* EAGAIN means the counter is already huge: the thread is due to wake anyway. */
+    if (write(fw->efd, &one, sizeof(one)) < 0) {
+        /* nothing to do */
+    }
+}
+
+void
+forward_stop(struct forward *fw, int flush_ms)
+{
+    if (fw == NULL || !fw->started)
+        return;
+    fw->stop_flush_ms = flush_ms < 0 ? 0 : flush_ms;
+    atomic_store(&fw->stop, true);
+    forward_notify(fw);
+    pthread_join(fw->thread, NULL);
+    fw->started = false;
+}
+
+void
+forward_destroy(struct forward *fw)
+{
+    if (fw == NULL)
+        return;
+    forward_stop(fw, 0);
+    fw_producer_destroy(fw);
+    if (fw->mock != NULL)
+        rd_kafka_mock_cluster_destroy(fw->mock);
+    if (fw->mock_rk != NULL)
+        rd_kafka_destroy(fw->mock_rk);
+    spool_batch_fini(&fw->batch);
+    spool_close(fw->sp);
+    for (size_t i = 0; i < fw->nlanes; i++)
+        free(fw->lanes[i].name);
+    free(fw->lanes);
+    free(fw->pool);
+    free(fw->pend);
+    free(fw->bootstrap);
+    if (fw->efd >= 0)
+        close(fw->efd);
+    pthread_cond_destroy(&fw->cv);
+    pthread_mutex_destroy(&fw->mu);
+    free(fw);
+}
+
+void
+forward_set_config(struct forward *fw, const struct config *cfg)
+{
+    bool taken;
+
+    pthread_mutex_lock(&fw->mu);
+    if (!fw->running) {
+        /* No thread reads it: apply here (the owner is the only caller). */
+        pthread_mutex_unlock(&fw->mu);
+        fw->cfg = cfg;
+        if (fw_lanes_build(fw, cfg, NULL, 0) < 0)
+            log_error("forward", "out of memory applying the new lanes");
+        return;
+    }
+    fw->cfg_next = cfg;
+    fw->cfg_req++;
+    forward_notify(fw);
+    while (fw->running && fw->cfg_ack != fw->cfg_req)
+        pthread_cond_wait(&fw->cv, &fw->mu);
+    taken = fw->cfg_ack == fw->cfg_req;
+    pthread_mutex_unlock(&fw->mu);
+    if (!taken) {
+        /* The thread ended before the swap; it no longer reads the config. */
+        fw->cfg = cfg;
+        if (fw_lanes_build(fw, cfg, NULL, 0) < 0)
+            log_error("forward", "out of memory applying the new lanes");
+    }
+}
+
+bool
+forward_is_connected(const struct forward *fw)
+{
+    return fw != NULL && atomic_load(&((struct forward *)fw)->connected);
+}
