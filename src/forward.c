@@ -87,6 +87,11 @@
 #define FW_CLAIM_RATED    64     /* smaller claims under max_rate: less re-reading */
 #define FW_REFILL_MIN     1000   /* claim only when this many window slots are free */
 #define FW_IDLE_MS        50     /* spool poll interval without a notify */
+/* After a claim that found less than a full batch (the spool is nearly empty: live
+ * traffic), the next claim waits this long, so a stream of single-record notifies
+ * costs one SQL query per interval rather than one per message. It bounds the added
+ * latency; a backlog (full batches) is claimed back to back. */
+#define FW_CLAIM_PACE_MS  3
 #define FW_DELETE_BATCH   1000   /* acks per spool_delete transaction ... */
 #define FW_DELETE_MS      20     /* ... or this old, whichever comes first */
 #define FW_PROBE_MS       2000   /* reachability probe while down and idle */
@@ -108,6 +113,7 @@ struct fw_msg {
     uint8_t        kind;          /* enum fw_msg_kind */
     bool           final;         /* already a dead letter: never dead-letter again */
     size_t         bytes;         /* key + value + headers, for forward_bytes */
+    int64_t        ingest_ms;     /* MQTT arrival (epoch ms), for the latency histogram */
     struct fw_msg *next_free;     /* free list link while FW_MSG_FREE */
 };
 
@@ -126,6 +132,8 @@ struct forward {
     int              stop_flush_ms;  /* written before stop is set */
     int              efd;            /* eventfd: notify + librdkafka main queue */
     atomic_bool      connected;      /* forward_is_connected */
+    atomic_bool      wake_pending;   /* a notify wrote efd and the thread has not woken */
+    atomic_uint_fast64_t heartbeat;  /* forward_heartbeat: +1 per loop pass / retry */
 
     pthread_mutex_t  mu;             /* guards the four fields below */
     pthread_cond_t   cv;
@@ -166,6 +174,7 @@ struct forward {
     int64_t          down_since_ms;  /* mono ms the outage was noticed */
     int64_t          next_probe_ms;  /* mono ms of the next reachability probe */
     int64_t          start_ms;       /* thread start: first-connect grace */
+    int64_t          paced_until_ms; /* no claim before this (FW_CLAIM_PACE_MS) */
 
     double           tokens;         /* max_rate budget, bytes */
     int64_t          tokens_ms;      /* mono ms of the last refill */
@@ -479,7 +488,8 @@ fw_produce(struct forward *fw, const struct record *rec)
              rec->topic);
     hdrs = fw_headers(fw, rec, &bytes);
     *m = (struct fw_msg){.seq = rec->seq, .route = rec->route, .kind = FW_MSG_RECORD,
-                         .final = rec->dead_letter, .bytes = bytes};
+                         .final = rec->dead_letter, .bytes = bytes,
+                         .ingest_ms = rec->ingest_ms};
     e = rd_kafka_producev(fw->rk, RD_KAFKA_V_TOPIC(topic),
                           RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -529,6 +539,7 @@ fw_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
         } else {
             metrics_add(&metrics.delivered[metrics_route_slot(m->route)], 1);
             metrics_add(&metrics.forward_bytes, m->bytes);
+            metrics_observe_latency(clock_wall_ms() - m->ingest_ms);
         }
         fw_delete_add(fw, m->seq);
         fw_msg_put(fw, m);
@@ -726,6 +737,7 @@ fw_recover(struct forward *fw)
     fw->fatal = false;
     fw->queue_full = false;
     while (fw_producer_create(fw, &e) < 0 && !atomic_load(&fw->stop)) {
+        atomic_fetch_add_explicit(&fw->heartbeat, 1, memory_order_relaxed);
         log_error("forward", "%s (retrying in 1 s)", e.msg);
         usleep(1000 * 1000);
     }
@@ -882,7 +894,8 @@ fw_fill(struct forward *fw)
     /* With records in flight, wait until a useful number of slots is free rather
      * than claiming a row or two per delivery report. */
     if (fw->fatal || fw->queue_full ||
-        (fw->inflight > 0 && FORWARD_WINDOW - fw->inflight < FW_REFILL_MIN))
+        (fw->inflight > 0 && FORWARD_WINDOW - fw->inflight < FW_REFILL_MIN) ||
+        fw_now() < fw->paced_until_ms)
         return;
     fw_tokens_refill(fw);
     for (size_t l = 0; l < fw->nlanes; l++) {
@@ -915,6 +928,8 @@ fw_fill(struct forward *fw)
                 break;          /* lane drained: the next one */
         }
     }
+    /* Every lane is drained: what comes next is live traffic. */
+    fw->paced_until_ms = fw_now() + FW_CLAIM_PACE_MS;
 }
 
 static int
@@ -927,6 +942,8 @@ fw_wait_ms(struct forward *fw)
         if (left < t)
             t = left;
     }
+    if (fw->paced_until_ms > now && fw->paced_until_ms - now < t)
+        t = fw->paced_until_ms - now;
     if (fw->cfg->forward_max_rate > 0 && fw->tokens <= 0) {
         int64_t need = (int64_t)(-fw->tokens * 1000.0 / (double)fw->cfg->forward_max_rate) + 1;
         if (need < t)
@@ -941,9 +958,12 @@ fw_wait(struct forward *fw)
     struct pollfd pfd = {.fd = fw->efd, .events = POLLIN};
     uint64_t v;
 
-    if (poll(&pfd, 1, fw_wait_ms(fw)) > 0)
+    if (poll(&pfd, 1, fw_wait_ms(fw)) > 0) {
+        /* Cleared before the drain: a notify racing with it writes again. */
+        atomic_store(&fw->wake_pending, false);
         while (read(fw->efd, &v, sizeof(v)) == (ssize_t)sizeof(v))
             ;
+    }
 }
 
 static void
@@ -977,6 +997,7 @@ fw_main(void *arg)
     fw->start_ms = fw->tokens_ms = fw_now();
     fw->next_probe_ms = 0;
     while (!atomic_load(&fw->stop)) {
+        atomic_fetch_add_explicit(&fw->heartbeat, 1, memory_order_relaxed);
         fw_config_sync(fw);
         if (fw->fatal)
             fw_recover(fw);
@@ -1043,6 +1064,7 @@ forward_create(struct forward **out, const struct config *cfg, struct spool *sp,
     spool_batch_init(&fw->batch);
     atomic_init(&fw->stop, false);
     atomic_init(&fw->connected, false);
+    atomic_init(&fw->heartbeat, 0);
     atomic_store_explicit(&metrics.kafka_connected, 0, memory_order_relaxed);
     fw->cap_pend = FW_DELETE_BATCH * 2;
     fw->pool = calloc(FORWARD_WINDOW, sizeof(*fw->pool));
@@ -1096,7 +1118,11 @@ forward_notify(void *arg)
     struct forward *fw = arg;
     uint64_t one = 1;
 
-    /* EAGAIN means the counter is already huge: the thread is due to wake anyway. */
+    /* One write per wake-up, not per message: the ingest thread pays a syscall only
+     * when the forwarder has consumed the previous one. EAGAIN means the counter is
+     * already huge: the thread is due to wake anyway. */
+    if (atomic_exchange(&fw->wake_pending, true))
+        return;
     if (write(fw->efd, &one, sizeof(one)) < 0) {
         /* nothing to do */
     }
@@ -1173,4 +1199,12 @@ bool
 forward_is_connected(const struct forward *fw)
 {
     return fw != NULL && atomic_load(&((struct forward *)fw)->connected);
+}
+
+uint64_t
+forward_heartbeat(const struct forward *fw)
+{
+    return fw == NULL ? 0
+                      : atomic_load_explicit(&((struct forward *)fw)->heartbeat,
+                                             memory_order_relaxed);
 }

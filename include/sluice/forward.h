@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct config;
 struct err;
@@ -33,5 +34,9 @@ void forward_destroy(struct forward *fw);   /* NULL is fine */
 
 void forward_set_config(struct forward *fw, const struct config *cfg);
 bool forward_is_connected(const struct forward *fw);
+/* Any thread: a counter the forwarder thread bumps on every pass of its loop (which
+ * never sleeps more than 50 ms) and every producer re-create retry (1 s apart). If it
+ * stops moving for seconds, the thread is wedged; main gates the systemd watchdog on it. */
+uint64_t forward_heartbeat(const struct forward *fw);
 
 #endif

@@ -31,6 +31,16 @@ enum metrics_kafka_err {
     KERR_FATAL,            /* idempotence fatal error: producer recreated */
     KERR__COUNT
 };
+enum metrics_spool_state {
+    SPOOL_STATE_OK = 0,    /* the last append or commit succeeded */
+    SPOOL_STATE_FULL,      /* the last append failed with -ENOSPC (disk, or backpressure) */
+    SPOOL_STATE_FAILING,   /* the last append or commit failed otherwise */
+};
+
+/* Upper bounds (ms) of the delivery latency histogram buckets, MQTT arrival to Kafka
+ * acknowledgement: 5 ms to 5 min. One more bucket (+Inf) follows them. */
+#define METRICS_LATENCY_BUCKETS 15
+extern const int64_t metrics_latency_bounds_ms[METRICS_LATENCY_BUCKETS];
 
 struct metrics {
     atomic_uint_fast64_t mqtt_messages[METRICS_MAX_ROUTES];
@@ -42,8 +52,12 @@ struct metrics {
     atomic_uint_fast64_t forward_bytes;
     atomic_uint_fast64_t spool_appends;
     atomic_uint_fast64_t spool_errors;
+    atomic_uint_fast64_t config_reload_failures;
+    atomic_uint_fast64_t latency[METRICS_LATENCY_BUCKETS + 1];  /* per bucket, not cumulative */
+    atomic_uint_fast64_t latency_sum_ms;
     atomic_int           mqtt_connected;
     atomic_int           kafka_connected;
+    atomic_int           spool_state;     /* enum metrics_spool_state, set by ingest */
 };
 
 extern struct metrics metrics;   /* the one instance */
@@ -66,8 +80,18 @@ metrics_route_slot(size_t route)
     return route < METRICS_MAX_ROUTES ? route : METRICS_MAX_ROUTES - 1;
 }
 
+static inline void
+metrics_set_spool_state(enum metrics_spool_state st)
+{
+    atomic_store_explicit(&metrics.spool_state, (int)st, memory_order_relaxed);
+}
+
+/* Counts one delivery that took ms (negative, after a wall clock step: 0). */
+void metrics_observe_latency(int64_t ms);
+
 const char *metrics_drop_name(enum metrics_drop r);
 const char *metrics_dead_name(enum metrics_dead r);
 const char *metrics_kafka_err_name(enum metrics_kafka_err r);
+const char *metrics_spool_state_name(enum metrics_spool_state st);   /* ok|full|failing */
 
 #endif

@@ -1,0 +1,573 @@
+/* main.c - the sluice command line, thread ownership and lifecycle.
+ *
+ * Who owns what (keep this table true):
+ *
+ * | thread                 | owns                                        | talks through                      |
+ * |------------------------|---------------------------------------------|------------------------------------|
+ * | main                   | config, lifecycle, signals (sigwait), the   | stop flag, joins, config swaps     |
+ * |                        | WAL sync tick (durability: process)         |                                    |
+ * | Paho receive           | ingest spool handle, mapper                 | spool_append; returns 1 only after |
+ * | (messageArrived)       |                                             | the commit; forward_notify         |
+ * | ingest flusher         | nothing (QoS 0 batch commits, ingest mutex) | spool_commit                       |
+ * | forwarder              | rd_kafka_t, forwarder spool handle; sole    | spool claim/delete                 |
+ * |                        | caller of rd_kafka_poll                     |                                    |
+ *
+ * Signals are blocked in every thread before any library starts one (the mask is
+ * inherited), and the main thread takes them synchronously with sigtimedwait, so no
+ * handler ever runs in the middle of Paho, librdkafka or SQLite.
+ *
+ * Start order: config -> spool handles -> forwarder -> ingest (so the first message
+ * can already be forwarded). Stop order is the reverse: ingest first (no new
+ * messages), then the forwarder flushes for a few seconds and leaves the rest in the
+ * spool. A config reload (SIGHUP) builds a fresh struct config and swaps it into both
+ * sides; each side confirms it no longer uses the old one before it is freed. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sluice/buf.h"
+#include "sluice/clock.h"
+#include "sluice/config.h"
+#include "sluice/err.h"
+#include "sluice/forward.h"
+#include "sluice/ingest.h"
+#include "sluice/log.h"
+#include "sluice/mapper.h"
+#include "sluice/metrics.h"
+#include "sluice/notify.h"
+#include "sluice/record.h"
+#include "sluice/spool.h"
+#include "sluice_version.h"
+
+/* sysexits.h codes SPEC.md names. */
+#define EXIT_USAGE     64
+#define EXIT_DATAERR   65
+#define EXIT_IOERR     74
+#define EXIT_CONFIG    78
+
+/* How long SIGTERM waits for Kafka to take what is in flight. */
+#define STOP_FLUSH_MS  5000
+
+static const char usage_text[] =
+    "usage: sluice [run] -c FILE              run the bridge in the foreground\n"
+    "       sluice check -c FILE [--print]    validate the config, print routes and\n"
+    "                                          subscriptions (--print: effective config)\n"
+    "       sluice map -c FILE TOPIC [PAYLOAD_FILE]\n"
+    "                                          dry run of one message (PAYLOAD_FILE '-' = stdin)\n"
+    "       sluice spool stats -c FILE        records, bytes and oldest age per lane\n"
+    "       sluice --version | --help\n"
+    "\n"
+    "exit codes: 0 ok, 1 no route (map), 64 usage, 65 bad payload (map),\n"
+    "            74 spool I/O error, 78 invalid config\n";
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int
+usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "sluice: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n%s", usage_text);
+    return EXIT_USAGE;
+}
+
+/* Loads the config or prints every error; returns 0 or the exit code. */
+static int
+load_config(const char *path, struct config **out)
+{
+    struct config_diags d = { 0 };
+    int rc;
+
+    rc = config_load(out, path, &d);
+    config_diags_print(&d, stderr);
+    config_diags_fini(&d);
+    /* Unreadable files are config errors too: the user fixes the path. */
+    return rc == 0 ? 0 : EXIT_CONFIG;
+}
+
+/* ---- check ---------------------------------------------------------------- */
+
+static int
+cmd_check(const char *path, bool print)
+{
+    struct config *cfg;
+    int rc;
+
+    if ((rc = load_config(path, &cfg)) != 0)
+        return rc;
+    if (print)
+        config_print_effective(cfg, stdout);
+    else
+        config_print_summary(cfg, stdout);
+    config_destroy(cfg);
+    return 0;
+}
+
+/* ---- map ------------------------------------------------------------------ */
+
+static int
+read_file(const char *path, struct buf *b)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    char chunk[65536];
+    size_t n;
+
+    if (f == NULL)
+        return -errno;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (buf_append(b, chunk, n) < 0) {
+            if (f != stdin)
+                fclose(f);
+            return -ENOMEM;
+        }
+    }
+    if (ferror(f)) {
+        if (f != stdin)
+            fclose(f);
+        return -EIO;
+    }
+    if (f != stdin)
+        fclose(f);
+    return 0;
+}
+
+/* Prints bytes, escaping what is not printable ASCII or UTF-8 continuation-safe. */
+static void
+print_bytes(FILE *f, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '\\')
+            fputs("\\\\", f);
+        else if (c >= 0x20 && c != 0x7f)
+            fputc(c, f);
+        else if (c == '\n')
+            fputs("\\n", f);
+        else
+            fprintf(f, "\\x%02x", c);
+    }
+}
+
+static void
+print_time(FILE *f, int64_t ms)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    char b[32];
+
+    gmtime_r(&s, &tm);
+    strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%S", &tm);
+    fprintf(f, "%" PRId64 " (%s.%03dZ)", ms, b, (int)(ms % 1000));
+}
+
+static int
+cmd_map(const char *path, const char *topic, const char *payload_file)
+{
+    struct record_header fixed[RECORD_FIXED_HEADERS], h;
+    char scratch[RECORD_SCRATCH];
+    struct mapper_msg msg = { 0 };
+    struct mapper *mp = NULL;
+    struct config *cfg;
+    struct err why = { 0 };
+    struct record rec;
+    struct buf payload;
+    size_t n, off = 0;
+    int rc, exit_code;
+
+    buf_init(&payload);
+    if ((rc = load_config(path, &cfg)) != 0)
+        return rc;
+    if (payload_file != NULL && (rc = read_file(payload_file, &payload)) < 0) {
+        fprintf(stderr, "sluice: map: %s: %s\n", payload_file, strerror(-rc));
+        config_destroy(cfg);
+        return EXIT_USAGE;
+    }
+    if ((rc = mapper_create(&mp)) < 0) {
+        config_destroy(cfg);
+        buf_fini(&payload);
+        return EXIT_FAILURE;
+    }
+    msg.topic = topic;
+    msg.topic_len = strlen(topic);
+    msg.payload = payload.data != NULL ? payload.data : "";
+    msg.payload_len = payload.len;
+    msg.qos = 1;
+    msg.arrival_ms = clock_wall_ms();
+
+    rc = mapper_map(mp, cfg, &msg, &rec, &why);
+    if (rc == MAPPER_NO_ROUTE) {
+        printf("no route: no route matches topic \"%s\" (the message would be counted "
+               "and dropped)\n", topic);
+        exit_code = 1;
+    } else if (rc < 0) {
+        fprintf(stderr, "sluice: map: %s\n", strerror(-rc));
+        exit_code = EXIT_FAILURE;
+    } else {
+        if (rc == MAPPER_DEAD_LETTER)
+            printf("dead letter: %s\n", why.msg);
+        printf("route:     %s\n", cfg->routes[rec.route].name);
+        printf("lane:      %s\n", rec.lane);
+        printf("topic:     %.*s\n", (int)rec.topic_len, rec.topic);
+        printf("key:       ");
+        if (rec.key != NULL)
+            print_bytes(stdout, rec.key, rec.key_len);
+        else
+            printf("(none)");
+        printf("\ntimestamp: ");
+        print_time(stdout, rec.event_ms);
+        printf(cfg->routes[rec.route].timestamp == NULL || rec.dead_letter ||
+                       record_hdrs_find(rec.hdrs, rec.hdrs_len, "event.time.source", &h)
+                   ? " from arrival\n"
+                   : " from payload\n");
+        printf("headers:\n");
+        n = record_fixed_headers(&rec, cfg->instance, scratch, fixed);
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(fixed[i].name, "sluice.seq") == 0)
+                continue;     /* assigned by the spool; a dry run has none */
+            printf("  %s: ", fixed[i].name);
+            print_bytes(stdout, fixed[i].value, fixed[i].value_len);
+            printf("\n");
+        }
+        while (record_hdrs_next(rec.hdrs, rec.hdrs_len, &off, &h)) {
+            printf("  %.*s: ", (int)h.name_len, h.name);
+            print_bytes(stdout, h.value, h.value_len);
+            printf("\n");
+        }
+        printf("value:     ");
+        print_bytes(stdout, rec.value, rec.value_len);
+        printf("\n");
+        exit_code = rc == MAPPER_OK ? 0 : EXIT_DATAERR;
+    }
+    mapper_destroy(mp);
+    config_destroy(cfg);
+    buf_fini(&payload);
+    return exit_code;
+}
+
+/* ---- spool stats ---------------------------------------------------------- */
+
+static int
+cmd_spool_stats(const char *path)
+{
+    struct spool_conf sc = { 0 };
+    struct spool_stats st = { 0 };
+    struct spool *sp;
+    struct config *cfg;
+    struct err err = { 0 };
+    int64_t now = clock_wall_ms();
+    int rc;
+
+    if ((rc = load_config(path, &cfg)) != 0)
+        return rc;
+    sc.path = cfg->spool.path;
+    sc.durability = cfg->spool.durability;
+    sc.readonly = true;
+    if (spool_open(&sp, &sc, &err) < 0 || spool_stats(sp, &st, &err) < 0) {
+        fprintf(stderr, "sluice: %s\n", err.msg);
+        spool_close(sp);
+        config_destroy(cfg);
+        return EXIT_IOERR;
+    }
+    printf("%-16s %12s %14s %18s\n", "lane", "records", "bytes", "oldest_age_seconds");
+    for (size_t i = 0; i < st.nlanes; i++) {
+        const struct spool_lane_stats *l = &st.lanes[i];
+        double age = l->records > 0 && l->oldest_ms > 0 && now > l->oldest_ms
+                         ? (double)(now - l->oldest_ms) / 1000.0
+                         : 0.0;
+        printf("%-16s %12" PRIu64 " %14" PRIu64 " %18.1f\n", l->name, l->records, l->bytes,
+               age);
+    }
+    printf("%-16s %12" PRIu64 " %14" PRIu64 "\n", "total", st.records, st.bytes);
+    printf("file bytes: %" PRIu64 "\n", st.file_bytes);
+    spool_stats_fini(&st);
+    spool_close(sp);
+    config_destroy(cfg);
+    return 0;
+}
+
+/* ---- run ------------------------------------------------------------------ */
+
+static int
+open_spool(const struct config *cfg, struct spool **out)
+{
+    struct spool_conf sc = { .path = cfg->spool.path, .durability = cfg->spool.durability };
+    struct err err = { 0 };
+
+    if (spool_open(out, &sc, &err) < 0) {
+        log_error("spool", "%s", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* SIGHUP: build a fresh config; swap it in only when valid. */
+static void
+reload(struct config **cfgp, struct ingest *in, struct forward *fw)
+{
+    struct config_diags d = { 0 };
+    struct config *next, *old = *cfgp;
+
+    log_info("main", "SIGHUP: reloading %s", old->path);
+    if (config_load(&next, old->path, &d) < 0) {
+        for (size_t i = 0; i < d.n; i++)
+            log_error("config", "%s", d.lines[i]);
+        log_error("main", "reload failed with %zu error(s); still running the previous config",
+                  d.n);
+        config_diags_fini(&d);
+        return;
+    }
+    config_diags_fini(&d);
+    if (strcmp(next->mqtt.url, old->mqtt.url) != 0 ||
+        strcmp(next->spool.path, old->spool.path) != 0 ||
+        strcmp(next->kafka.bootstrap, old->kafka.bootstrap) != 0 ||
+        strcmp(next->mqtt.client_id, old->mqtt.client_id) != 0)
+        log_warn("main", "reload: changes to mqtt.url, mqtt.client_id, kafka.bootstrap or "
+                         "spool.path take effect only after a restart");
+    log_set_level(next->log_level);
+    log_set_format(next->log_format);
+    ingest_set_config(in, next);
+    forward_set_config(fw, next);
+    *cfgp = next;
+    config_destroy(old);
+    log_info("main", "reload done: %zu route(s)", next->nroutes);
+}
+
+static uint64_t
+delivered_total(void)
+{
+    uint64_t sum = 0;
+
+    for (size_t i = 0; i < METRICS_MAX_ROUTES; i++)
+        sum += metrics_get(&metrics.delivered[i]);
+    return sum;
+}
+
+/* systemd watchdog (WatchdogSec=): WATCHDOG=1 only while the forwarder thread makes
+ * progress. Its loop never sleeps more than 50 ms, so a heartbeat that has not moved
+ * since the last ping means that thread is in a slow pass (a SQLite busy wait, a
+ * reachability probe: seconds at most) or wedged. A slow pass only delays the next
+ * ping; a wedge withholds pings until systemd restarts us after WatchdogSec. A stuck
+ * main thread (e.g. a reload waiting on a wedged thread) pings nothing either. */
+struct watchdog {
+    int64_t  ms;          /* WatchdogSec in ms; 0 = no watchdog */
+    int64_t  ping_at;     /* monotonic ms of the last ping */
+    uint64_t beat;        /* forward_heartbeat at the last ping */
+    bool     warned;
+};
+
+static void
+watchdog_tick(struct watchdog *wd, const struct forward *fw)
+{
+    int64_t now = clock_mono_ms();
+    uint64_t beat;
+
+    if (wd->ms <= 0 || now - wd->ping_at < wd->ms / 4)
+        return;
+    beat = forward_heartbeat(fw);
+    if (beat != wd->beat) {
+        notify_watchdog();
+        wd->beat = beat;
+        wd->ping_at = now;
+        wd->warned = false;
+    } else if (!wd->warned && now - wd->ping_at >= wd->ms / 2) {
+        log_warn("main", "the forwarder thread has made no progress for %" PRId64 " ms; "
+                 "withholding the systemd watchdog ping (restart after %" PRId64 " ms)",
+                 now - wd->ping_at, wd->ms);
+        wd->warned = true;
+    }
+}
+
+static int
+cmd_run(const char *path)
+{
+    struct spool *in_sp = NULL, *fw_sp = NULL;
+    struct ingest *in = NULL;
+    struct forward *fw = NULL;
+    struct config *cfg;
+    struct err err = { 0 };
+    struct timespec tick;
+    struct watchdog wd = { .ms = notify_watchdog_ms() };
+    sigset_t set;
+    int rc, sig, exit_code = 0;
+    bool stop = false;
+
+    /* Before any library starts a thread: every thread inherits this mask. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if ((rc = load_config(path, &cfg)) != 0)
+        return rc;
+    log_set_level(cfg->log_level);
+    log_set_format(cfg->log_format);
+    log_info("main", "sluice %s starting: instance %s, %zu route(s), spool %s", SLUICE_VERSION,
+             cfg->instance, cfg->nroutes, cfg->spool.path);
+
+    if (open_spool(cfg, &in_sp) < 0 || open_spool(cfg, &fw_sp) < 0) {
+        spool_close(in_sp);
+        spool_close(fw_sp);
+        config_destroy(cfg);
+        return EXIT_IOERR;
+    }
+    if (forward_create(&fw, cfg, fw_sp, &err) < 0) {
+        log_error("main", "%s", err.msg);
+        spool_close(fw_sp);
+        exit_code = EXIT_FAILURE;
+        goto out;
+    }
+    fw_sp = NULL;   /* the forwarder owns it now */
+    if (forward_start(fw, &err) < 0) {
+        log_error("main", "%s", err.msg);
+        exit_code = EXIT_FAILURE;
+        goto out;
+    }
+    if (ingest_create(&in, cfg, in_sp, forward_notify, fw, &err) < 0) {
+        log_error("main", "%s", err.msg);
+        exit_code = EXIT_FAILURE;
+        goto out;
+    }
+    /* in_sp stays borrowed here for the WAL sync tick: spool_sync_wal uses its own
+     * descriptor and is safe beside the receive thread's appends. */
+    if (ingest_start(in, &err) < 0) {
+        log_error("main", "%s", err.msg);
+        exit_code = EXIT_FAILURE;
+        goto out;
+    }
+    notify_ready();
+    wd.ping_at = clock_mono_ms();
+    wd.beat = forward_heartbeat(fw);
+
+    /* With durability: process, SQLite does not fsync the WAL on commit; this tick
+     * does, so a power cut loses at most sync_interval of acknowledged messages. */
+    while (!stop) {
+        int64_t ms = cfg->spool.sync_interval_ms > 0 ? cfg->spool.sync_interval_ms : 1000;
+        if (wd.ms > 0 && wd.ms / 4 < ms)
+            ms = wd.ms / 4 > 0 ? wd.ms / 4 : 1;
+        tick.tv_sec = ms / 1000;
+        tick.tv_nsec = (ms % 1000) * 1000000;
+        sig = sigtimedwait(&set, NULL, &tick);
+        if (sig < 0) {
+            if (cfg->spool.durability == DURABILITY_PROCESS && spool_sync_wal(in_sp) < 0)
+                log_warn("spool", "fsync of the WAL failed: %s", strerror(errno));
+            watchdog_tick(&wd, fw);
+            continue;
+        }
+        switch (sig) {
+        case SIGHUP:
+            notify_reloading();
+            reload(&cfg, in, fw);
+            notify_ready();   /* also after a failed reload: the old config still runs */
+            break;
+        case SIGTERM:
+        case SIGINT:
+            log_info("main", "%s: stopping (taking no new messages, flushing up to %d ms)",
+                     sig == SIGTERM ? "SIGTERM" : "SIGINT", STOP_FLUSH_MS);
+            notify_stopping();
+            stop = true;
+            break;
+        }
+    }
+
+out:
+    ingest_stop(in);
+    if (in == NULL)
+        spool_close(in_sp);   /* never handed over */
+    forward_stop(fw, STOP_FLUSH_MS);
+    ingest_destroy(in);
+    forward_destroy(fw);
+    log_info("main", "stopped: delivered %" PRIu64 ", retries %" PRIu64
+                     ", kafka errors transient %" PRIu64 " permanent %" PRIu64 " fatal %" PRIu64,
+             delivered_total(), metrics_get(&metrics.kafka_retries),
+             metrics_get(&metrics.kafka_errors[KERR_TRANSIENT]),
+             metrics_get(&metrics.kafka_errors[KERR_PERMANENT]),
+             metrics_get(&metrics.kafka_errors[KERR_FATAL]));
+    config_destroy(cfg);
+    return exit_code;
+}
+
+/* ---- argument parsing ----------------------------------------------------- */
+
+int
+main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "print", no_argument, NULL, 'p' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *cmd = "run", *path = NULL;
+    bool print = false;
+    int c, first = 1;
+
+    if (argc > 1 && argv[1][0] != '-') {
+        cmd = argv[1];
+        first = 2;
+    }
+    if (strcmp(cmd, "spool") == 0) {
+        if (argc < 3 || strcmp(argv[2], "stats") != 0)
+            return usage_error("spool: unknown subcommand %s", argc < 3 ? "(none)" : argv[2]);
+        cmd = "spool stats";
+        first = 3;
+    }
+    optind = first;
+    while ((c = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'p': print = true; break;
+        case 'h': fputs(usage_text, stdout); return 0;
+        case 'V': printf("sluice %s\n", SLUICE_VERSION); return 0;
+        default: fputs(usage_text, stderr); return EXIT_USAGE;
+        }
+    }
+    if (strcmp(cmd, "help") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0) {
+        printf("sluice %s\n", SLUICE_VERSION);
+        return 0;
+    }
+    if (path == NULL)
+        return usage_error("%s: -c FILE is required", cmd);
+    if (print && strcmp(cmd, "check") != 0)
+        return usage_error("--print only goes with check (got %s)", cmd);
+
+    if (strcmp(cmd, "run") == 0) {
+        if (optind != argc)
+            return usage_error("run: unexpected argument %s", argv[optind]);
+        return cmd_run(path);
+    }
+    if (strcmp(cmd, "check") == 0) {
+        if (optind != argc)
+            return usage_error("check: unexpected argument %s", argv[optind]);
+        return cmd_check(path, print);
+    }
+    if (strcmp(cmd, "map") == 0) {
+        if (optind >= argc || argc - optind > 2)
+            return usage_error("%s", "map: expected TOPIC [PAYLOAD_FILE]");
+        return cmd_map(path, argv[optind], optind + 1 < argc ? argv[optind + 1] : NULL);
+    }
+    if (strcmp(cmd, "spool stats") == 0) {
+        if (optind != argc)
+            return usage_error("spool stats: unexpected argument %s", argv[optind]);
+        return cmd_spool_stats(path);
+    }
+    return usage_error("unknown command %s", cmd);
+}
