@@ -651,6 +651,10 @@ fw_producer_create(struct forward *fw, struct err *err)
     snprintf(client_id, sizeof(client_id), "sluice-%s", cfg->instance);
     if ((rc = fw_conf_set(conf, "client.id", client_id, err)) < 0)
         goto fail;
+    /* librdkafka backs off reconnects up to 10 s; an edge uplink that comes back
+     * should drain within a second or two. Before the user's properties: theirs win. */
+    if ((rc = fw_conf_set(conf, "reconnect.backoff.max.ms", "2000", err)) < 0)
+        goto fail;
     for (size_t i = 0; i < cfg->kafka.nprops; i++) {
         if ((rc = fw_conf_set(conf, cfg->kafka.props[i].key, cfg->kafka.props[i].value,
                               err)) < 0)

@@ -93,6 +93,7 @@ class Mosquitto:
             f.write(
                 f"listener {self.port} 127.0.0.1\n"
                 "allow_anonymous true\n"
+                "user root\n"
                 "persistence true\n"
                 f"persistence_location {wd.file('mosq-data')}/\n"
                 "autosave_interval 1\n"
@@ -160,8 +161,10 @@ class MockKafka:
 
 
 def sluice_config(wd, name, mqtt_url, bootstrap, extra_mqtt="", routes=None, lanes=None,
-                  spool_extra=""):
-    """Writes a config for a test and returns its path."""
+                  spool_extra="", http_listen="127.0.0.1:0"):
+    """Writes a config for a test and returns its path. http_listen defaults to port 0
+    (the kernel picks a free one, which sluice logs: see Sluice.http_url), so tests
+    that run several bridges never collide on the default 9187."""
     routes = routes or """
   - name: telemetry
     match: factory/{site}/{line}/{device}/telemetry
@@ -192,6 +195,8 @@ spool:
   path: {wd.file(name + '-spool/spool.db')}
 {spool_extra}
 lanes:{lanes}
+http:
+  listen: "{http_listen}"
 log:
   level: info
 routes:{routes}
@@ -240,6 +245,11 @@ class Sluice:
                                      f"for /{pattern}/:\n{self.log_since_start()[-3000:]}")
             return rx.search(self.log_since_start())
         return wait_for(seen, timeout, f"sluice log /{pattern}/")
+
+    def http_url(self, path="", timeout=20):
+        """The base URL of this run's /metrics, /healthz and /readyz, from its log."""
+        m = self.wait_log(r"http: serving .* on (http://\S+)", timeout)
+        return m.group(1) + path
 
     def kill(self, sig=signal.SIGKILL):
         self.proc.send_signal(sig)
