@@ -1,4 +1,4 @@
-/* codec.c - the payload format table: raw and json.
+/* codec.c - the payload format table: raw and json (sparkplug: codec_sparkplug.c).
  *
  * raw passes the payload through untouched and offers templates no JSON document.
  * json validates the payload and keeps it byte for byte as the Kafka value (no
@@ -17,9 +17,11 @@
 #include "sluice/codec.h"
 #include "sluice/err.h"
 
+extern const struct codec codec_sparkplug;   /* codec_sparkplug.c */
+
 static int
-codec_raw_decode(const char *topic, size_t topic_len, const void *payload, size_t len,
-                 struct codec_out *out, struct err *err)
+codec_raw_decode(void *state, const char *topic, size_t topic_len, const void *payload,
+                 size_t len, struct codec_out *out, struct err *err)
 {
     memset(out, 0, sizeof(*out));
     out->value = payload;
@@ -64,8 +66,8 @@ codec_json_depth(const char *p, size_t len, size_t limit)
 }
 
 static int
-codec_json_decode(const char *topic, size_t topic_len, const void *payload, size_t len,
-                  struct codec_out *out, struct err *err)
+codec_json_decode(void *state, const char *topic, size_t topic_len, const void *payload,
+                  size_t len, struct codec_out *out, struct err *err)
 {
     json_error_t jerr;
 
@@ -96,7 +98,7 @@ static const struct codec codec_json = {
     .release = codec_release,
 };
 
-const struct codec *const codec_table[] = { &codec_raw, &codec_json, NULL };
+const struct codec *const codec_table[] = { &codec_raw, &codec_json, &codec_sparkplug, NULL };
 
 const struct codec *
 codec_find(const char *name)

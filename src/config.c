@@ -231,6 +231,7 @@ static const struct field lane_fields[] = {
 struct route_src {
     char *name, *match, *format, *topic, *key, *timestamp, *lane;
     int   ts_unit;
+    bool  envelope;
 };
 
 #define RO(m) offsetof(struct route_src, m)
@@ -252,6 +253,8 @@ static const struct field route_fields[] = {
                "auto, s, ms, us or ns"),
     FIELD("lane", F_STR, NULL, RO(lane),
           "spool lane; default: default"),
+    FIELD("envelope", F_BOOL, "false", RO(envelope),
+          "value = {topic, captures, payload} (json, sparkplug)"),
     FIELD("headers", F_MAP, NULL, 0,
           "extra Kafka headers: name -> template"),
     FIELD_END,
@@ -1042,7 +1045,7 @@ check_misc(struct loader *ld)
         errno = 0;
         p = strtol(port, &end, 10);
         if (colon == NULL || colon == cfg->http_listen || *port == '\0' || *end != '\0' ||
-            errno != 0 || p < 1 || p > 65535)
+            errno != 0 || p < 0 || p > 65535)   /* 0: any free port, logged */
             diag(ld, node_at(ld, "http.listen"), "http.listen",
                  "'%s' is not host:port (e.g. 127.0.0.1:9187; \"\" turns the endpoint off)",
                  cfg->http_listen);
@@ -1421,6 +1424,12 @@ build_route(struct loader *ld, yaml_node_t *node, size_t idx)
         }
     }
     r->timestamp_unit = (enum config_ts_unit)rs.ts_unit;
+    r->envelope = rs.envelope;
+    if (rs.envelope && raw) {
+        child_path(path, sizeof(path), rpath, "envelope");
+        diag(ld, node_at(ld, path), path,
+             "format raw cannot be wrapped in a JSON envelope (use format: json)");
+    }
 
     if (rs.lane != NULL) {
         child_path(path, sizeof(path), rpath, "lane");
@@ -1819,6 +1828,8 @@ print_routes(FILE *f, const struct config *cfg)
             fprintf(f, "\n    timestamp_unit: %s\n",
                     enum_name_of(ts_unit_names, (int)r->timestamp_unit));
         }
+        if (r->envelope)
+            fputs("    envelope: true\n", f);
         fputs("    lane: ", f);
         print_quoted(f, cfg->lanes[r->lane].name);
         fputc('\n', f);

@@ -7,7 +7,8 @@
  *   1. claims records lane by lane in priority order (lower number first; ties in
  *      config order; lanes found only in the spool last), each lane from a cursor
  *      (the last sequence claimed from it), while fewer than FORWARD_WINDOW records
- *      are in flight and the byte budget of forward.max_rate allows;
+ *      are in flight and the byte budget of forward.max_rate allows, and not at all
+ *      while Kafka is unreachable (see fw_fill);
  *   2. produces each with a copy of key, value and headers and a slot from a fixed
  *      pool as the opaque (the slot carries the sequence home in the delivery report);
  *   3. sleeps in poll(2) on one eventfd that both forward_notify and librdkafka's main
@@ -401,6 +402,28 @@ fw_headers(const struct forward *fw, const struct record *rec, size_t *bytes)
     return hdrs;
 }
 
+/* Leaves a line in the spool's dead-letter log (`sluice spool dead-letters`), so a
+ * rejection is visible even before its copy reaches the dead-letter topic. */
+static void
+fw_dead_note(struct forward *fw, rd_kafka_headers_t *hdrs, const char *reason,
+             const char *topic, size_t bytes)
+{
+    struct spool_dead d = { .at_ms = clock_wall_ms(), .size = bytes };
+    struct err e = { 0 };
+    const void *v = NULL;
+    size_t vlen = 0;
+
+    snprintf(d.stage, sizeof(d.stage), "kafka");
+    snprintf(d.error, sizeof(d.error), "%s", reason);
+    snprintf(d.kafka_topic, sizeof(d.kafka_topic), "%s", topic);
+    if (rd_kafka_header_get_last(hdrs, "mqtt.topic", &v, &vlen) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR && v != NULL)
+        snprintf(d.mqtt_topic, sizeof(d.mqtt_topic), "%.*s", (int)vlen, (const char *)v);
+    if (spool_dead_note(fw->sp, &d, &e) < 0)
+        log_limited(&fw->lim_spool, FW_LOG_EVERY_MS, LOG_ERROR, "forward",
+                    "cannot note a dead letter in the spool: %s", e.msg);
+}
+
 /* A record Kafka refused for good: it is gone from the spool after this (at once,
  * or when its dead-letter copy is acknowledged). Takes m and hdrs. */
 static void
@@ -432,6 +455,7 @@ fw_dead_letter(struct forward *fw, struct fw_msg *m, const char *topic, const vo
     rd_kafka_header_add(hdrs, "error", 5, reason, -1);
     rd_kafka_header_add(hdrs, "error.stage", 11, "kafka", 5);
     rd_kafka_header_add(hdrs, "kafka.topic", 11, topic, -1);
+    fw_dead_note(fw, hdrs, reason, topic, key_len + value_len);
     if (fw_err_is_size(why)) {
         snprintf(size, sizeof(size), "%zu", value_len);
         rd_kafka_header_add(hdrs, "error.value.bytes", 17, size, -1);
@@ -897,6 +921,14 @@ fw_fill(struct forward *fw)
 
     /* With records in flight, wait until a useful number of slots is free rather
      * than claiming a row or two per delivery report. */
+    /* While Kafka is unreachable nothing more goes into librdkafka's queue: the
+     * records wait in the spool, where the catch-up takes them lane by lane (urgent
+     * first) and retention (max_bytes, max_age) sees them. Without this, the first
+     * FORWARD_WINDOW records of an outage, whatever their lane, would go first
+     * when Kafka returns, and drop_oldest would evict rows that are in flight. A
+     * probe (fw_probe) or a delivery report notices when Kafka is back. */
+    if (!atomic_load(&fw->connected))
+        return;
     if (fw->fatal || fw->queue_full ||
         (fw->inflight > 0 && FORWARD_WINDOW - fw->inflight < FW_REFILL_MIN) ||
         fw_now() < fw->paced_until_ms)

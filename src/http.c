@@ -32,7 +32,6 @@
  * such ("address already in use") and main exits 1 instead of running unobservable. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -96,7 +95,8 @@ http_local_url(const char *listen, const char *path, char *out, size_t outlen)
     int n;
 
     if (listen == NULL || listen[0] == '\0' ||
-        http_split_hostport(listen, host, sizeof(host), port, sizeof(port)) < 0)
+        http_split_hostport(listen, host, sizeof(host), port, sizeof(port)) < 0 ||
+        strtol(port, NULL, 10) == 0)
         return -EINVAL;
     if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0)
         strcpy(host, "127.0.0.1");
@@ -459,10 +459,10 @@ measure:
 }
 
 static bool
-http_names_has(char *const *v, size_t n, const char *s)
+http_stats_has_lane(const struct spool_stats *st, const char *name)
 {
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(v[i], s) == 0)
+    for (size_t i = 0; i < st->nlanes; i++)
+        if (strcmp(st->lanes[i].name, name) == 0)
             return true;
     return false;
 }
@@ -481,13 +481,9 @@ http_render_spool(struct http *h, struct buf *b, const struct http_names *names)
         for (size_t i = 0; i < h->st.nlanes; i++)
             http_put_labeled(b, "sluice_spool_records", "lane", h->st.lanes[i].name,
                              h->st.lanes[i].records);
-        for (size_t i = 0; i < names->nlanes; i++) {
-            bool seen = false;
-            for (size_t j = 0; j < h->st.nlanes && !seen; j++)
-                seen = strcmp(h->st.lanes[j].name, names->lanes[i]) == 0;
-            if (!seen)
+        for (size_t i = 0; i < names->nlanes; i++)
+            if (!http_stats_has_lane(&h->st, names->lanes[i]))
                 http_put_labeled(b, "sluice_spool_records", "lane", names->lanes[i], 0);
-        }
     }
     http_put_head(b, "sluice_spool_oldest_age_seconds", "gauge",
                   "Age of the oldest record waiting in the spool, by lane (0 when empty).");
@@ -500,16 +496,10 @@ http_render_spool(struct http *h, struct buf *b, const struct http_names *names)
             http_put_label(b, l->name);
             buf_printf(b, "\"} %.3f\n", age);
         }
-        for (size_t i = 0; i < names->nlanes; i++) {
-            bool seen = false;
-            for (size_t j = 0; j < h->st.nlanes && !seen; j++)
-                seen = strcmp(h->st.lanes[j].name, names->lanes[i]) == 0;
-            if (!seen) {
-                buf_printf(b, "sluice_spool_oldest_age_seconds{lane=\"");
-                http_put_label(b, names->lanes[i]);
-                buf_printf(b, "\"} 0\n");
-            }
-        }
+        for (size_t i = 0; i < names->nlanes; i++)
+            if (!http_stats_has_lane(&h->st, names->lanes[i]))
+                http_put_labeled(b, "sluice_spool_oldest_age_seconds", "lane", names->lanes[i],
+                                 0);
     }
     http_put_head(b, "sluice_spool_bytes", "gauge",
                   "Bytes of the records waiting in the spool (payload, key, topic, headers).");
@@ -744,6 +734,7 @@ http_bind(const char *listen_addr, int *fd, char *shown, size_t shownlen, struct
     if ((rc = getaddrinfo(host[0] != '\0' ? host : NULL, port, &hints, &res)) != 0)
         return err_set(err, -EADDRNOTAVAIL, "http: cannot listen on %s: %s", listen_addr,
                        gai_strerror(rc));
+    rc = -EADDRNOTAVAIL;
     for (ai = res; ai != NULL; ai = ai->ai_next) {
         if ((s = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol)) < 0) {
             rc = -errno;
@@ -806,7 +797,7 @@ http_start(struct http **out, const struct config *cfg, struct err *err)
     }
     if ((rc = http_bind(cfg->http_listen, &h->fd, shown, sizeof(shown), err)) < 0)
         goto fail;
-    h->mhd = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+    h->mhd = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
                               http_on_request, h,
                               MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, h,
                               MHD_OPTION_LISTEN_SOCKET, h->fd,
@@ -853,8 +844,10 @@ http_stop(struct http *h)
     if (h == NULL)
         return;
     if (h->mhd != NULL) {
-        /* Quiesced first so the socket comes back to us: we opened it, we close it. */
-        (void)MHD_quiesce_daemon(h->mhd);
+        /* Quiesced first so the socket comes back to us: we opened it, we close it.
+         * Should that fail, MHD_stop_daemon closes it itself. */
+        if (MHD_quiesce_daemon(h->mhd) == MHD_INVALID_SOCKET)
+            h->fd = -1;
         MHD_stop_daemon(h->mhd);
     }
     if (h->fd >= 0)

@@ -23,6 +23,15 @@
  * commit fails is lost (both logged and counted in spool_errors): there was never a
  * promise for them.
  *
+ * Backpressure (spool.when_full: backpressure) is the same path: spool_append returns
+ * -ENOSPC at max_bytes, the callback holds the message unacknowledged, and
+ * metrics.spool_state says "full" (/readyz 503) until the forwarder's deletes or
+ * max_age make room. We keep blocking rather than disconnecting: Paho's other threads
+ * keep the connection alive (measured: a 12 s stall under a 10 s keepalive kept the
+ * connection, 0 lost), and should the broker drop it anyway, the unacknowledged
+ * message and the session queue come back on reconnect. The flusher thread also runs
+ * spool_retain once a second (max_age and the aggregate drop log lines).
+ *
  * Reconnects are ours, not Paho's automaticReconnect. Paho 1.3.12 does jitter its
  * retries, but it forgets the connect callbacks after the first failure, so a
  * reconnect would no longer tell us sessionPresent. On connection loss or a failed
@@ -78,6 +87,7 @@
 #define INGEST_STOP_WAIT_MS     3000   /* how long ingest_stop waits for the disconnect */
 #define INGEST_DESTROY_WAIT_MS  5000   /* how long destroy waits for a stuck callback */
 #define INGEST_LOG_EVERY_MS     10000  /* rate limit of repeated errors */
+#define INGEST_RETAIN_MS        1000   /* spool max_age check interval */
 
 static const char *const COMP = "ingest";
 
@@ -799,10 +809,23 @@ ingest_thread(void *arg)
 {
     struct ingest *in = arg;
     struct timespec ts;
+    int64_t retain_at = 0;
 
     pthread_mutex_lock(&in->mu);
     while (!in->thread_stop) {
         int64_t now = clock_mono_ms(), deadline = now + 1000;
+
+        /* Retention by age, and the aggregate drop log lines: once a second, on the
+         * ingest handle (spool_retain skips while a QoS 0 batch is open). */
+        if (now >= retain_at) {
+            struct err e = { 0 };
+            retain_at = now + INGEST_RETAIN_MS;
+            if (spool_retain(in->sp, clock_wall_ms(), &e) < 0)
+                log_limited(&in->lim_spool, INGEST_LOG_EVERY_MS, LOG_ERROR, COMP,
+                            "spool retention failed (retrying in a second): %s", e.msg);
+        }
+        if (retain_at < deadline)
+            deadline = retain_at;
 
         if (spool_pending(in->sp) > 0) {
             int64_t due = spool_pending_since_ms(in->sp) + INGEST_QOS0_BATCH_MS;
@@ -1157,6 +1180,8 @@ ingest_set_config(struct ingest *in, const struct config *cfg)
         log_warn(COMP, "reload: mqtt connection settings changed; they take effect at the "
                        "next restart");
     in->cfg = cfg;
+    if (spool_set_policy(in->sp, cfg) < 0)
+        log_error(COMP, "reload: out of memory; spool retention policy unchanged");
     qos = ingest_sub_qos(in, cfg);
     if (rc == 0) {
         bool fail = false;

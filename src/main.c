@@ -11,14 +11,17 @@
  * | ingest flusher         | nothing (QoS 0 batch commits, ingest mutex) | spool_commit                       |
  * | forwarder              | rd_kafka_t, forwarder spool handle; sole    | spool claim/delete                 |
  * |                        | caller of rd_kafka_poll                     |                                    |
+ * | HTTP (libmicrohttpd)   | nothing the bridge uses (its own read-only  | reads atomic counters; route names |
+ * |                        | spool handle for the spool gauges)          | copied in by http_set_config       |
  *
  * Signals are blocked in every thread before any library starts one (the mask is
  * inherited), and the main thread takes them synchronously with sigtimedwait, so no
  * handler ever runs in the middle of Paho, librdkafka or SQLite.
  *
- * Start order: config -> spool handles -> forwarder -> ingest (so the first message
- * can already be forwarded). Stop order is the reverse: ingest first (no new
- * messages), then the forwarder flushes for a few seconds and leaves the rest in the
+ * Start order: config -> HTTP endpoints (a port in use fails the start) -> spool
+ * handles -> forwarder -> ingest (so the first message can already be forwarded).
+ * Stop order: HTTP first (its read-only spool handle closes before the writers'),
+ * then ingest (no new messages), then the forwarder flushes for a few seconds and leaves the rest in the
  * spool. A config reload (SIGHUP) builds a fresh struct config and swaps it into both
  * sides; each side confirms it no longer uses the old one before it is freed. */
 #include <errno.h>
@@ -38,6 +41,7 @@
 #include "sluice/config.h"
 #include "sluice/err.h"
 #include "sluice/forward.h"
+#include "sluice/http.h"
 #include "sluice/ingest.h"
 #include "sluice/log.h"
 #include "sluice/mapper.h"
@@ -63,6 +67,10 @@ static const char usage_text[] =
     "       sluice map -c FILE TOPIC [PAYLOAD_FILE]\n"
     "                                          dry run of one message (PAYLOAD_FILE '-' = stdin)\n"
     "       sluice spool stats -c FILE        records, bytes and oldest age per lane\n"
+    "       sluice spool dead-letters -c FILE the last dead letters: time, stage, error,\n"
+    "                                          MQTT topic, size (works while Kafka is down)\n"
+    "       sluice health -c FILE | --url URL GET http.listen's /readyz (or URL): exit 0\n"
+    "                                          when ready (HTTP 200), else 1 (HEALTHCHECK)\n"
     "       sluice --version | --help\n"
     "\n"
     "exit codes: 0 ok, 1 no route (map), 64 usage, 65 bad payload (map),\n"
@@ -199,6 +207,7 @@ cmd_map(const char *path, const char *topic, const char *payload_file)
         buf_fini(&payload);
         return EXIT_FAILURE;
     }
+    mapper_set_read_only(mp);   /* a dry run reads Sparkplug aliases, writes nothing */
     msg.topic = topic;
     msg.topic_len = strlen(topic);
     msg.payload = payload.data != NULL ? payload.data : "";
@@ -227,7 +236,8 @@ cmd_map(const char *path, const char *topic, const char *payload_file)
             printf("(none)");
         printf("\ntimestamp: ");
         print_time(stdout, rec.event_ms);
-        printf(cfg->routes[rec.route].timestamp == NULL || rec.dead_letter ||
+        printf((cfg->routes[rec.route].timestamp == NULL && rec.event_ms == msg.arrival_ms) ||
+                       rec.dead_letter ||
                        record_hdrs_find(rec.hdrs, rec.hdrs_len, "event.time.source", &h)
                    ? " from arrival\n"
                    : " from payload\n");
@@ -297,12 +307,95 @@ cmd_spool_stats(const char *path)
     return 0;
 }
 
+/* One line per dead letter: UTC time, stage, error, MQTT topic, bytes, Kafka topic. */
+static int
+print_dead_letter(const struct spool_dead *d, void *arg)
+{
+    time_t t = (time_t)(d->at_ms / 1000);
+    struct tm tm;
+    char when[32];
+
+    (void)arg;
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    printf("%s.%03dZ %-7s %-32s %-40s %10" PRIu64 " %s\n", when, (int)(d->at_ms % 1000),
+           d->stage, d->error, d->mqtt_topic, d->size, d->kafka_topic[0] ? d->kafka_topic
+                                                                         : "-");
+    return 0;
+}
+
+static int
+cmd_spool_dead_letters(const char *path)
+{
+    struct spool_conf sc = { 0 };
+    struct spool *sp;
+    struct config *cfg;
+    struct err err = { 0 };
+    int rc;
+
+    if ((rc = load_config(path, &cfg)) != 0)
+        return rc;
+    sc.path = cfg->spool.path;
+    sc.durability = cfg->spool.durability;
+    sc.readonly = true;
+    if (spool_open(&sp, &sc, &err) < 0) {
+        fprintf(stderr, "sluice: %s\n", err.msg);
+        config_destroy(cfg);
+        return EXIT_IOERR;
+    }
+    printf("%-24s %-7s %-32s %-40s %10s %s\n", "time", "stage", "error", "mqtt_topic",
+           "bytes", "kafka_topic");
+    rc = spool_dead_letters(sp, print_dead_letter, NULL, &err);
+    if (rc < 0)
+        fprintf(stderr, "sluice: %s\n", err.msg);
+    spool_close(sp);
+    config_destroy(cfg);
+    return rc < 0 ? EXIT_IOERR : 0;
+}
+
+/* ---- health --------------------------------------------------------------- */
+
+/* For container HEALTHCHECKs without curl: one GET, the body on stdout. */
+static int
+cmd_health(const char *path, const char *url)
+{
+    struct config *cfg;
+    struct err err = { 0 };
+    struct buf body;
+    char local[320];
+    int rc, status = 0;
+
+    if (url == NULL) {
+        if ((rc = load_config(path, &cfg)) != 0)
+            return rc;
+        rc = http_local_url(cfg->http_listen, "/readyz", local, sizeof(local));
+        config_destroy(cfg);
+        if (rc < 0) {
+            fprintf(stderr, "sluice: health: %s: http.listen is off or port 0; use --url\n",
+                    path);
+            return EXIT_FAILURE;
+        }
+        url = local;
+    }
+    buf_init(&body);
+    if ((rc = http_get(url, 5000, &status, &body, &err)) < 0) {
+        fprintf(stderr, "sluice: health: %s\n", err.msg);
+    } else {
+        fwrite(body.data != NULL ? body.data : "", 1, body.len, stdout);
+        if (body.len == 0 || body.data[body.len - 1] != '\n')
+            printf("(HTTP %d)\n", status);
+    }
+    buf_fini(&body);
+    return rc == 0 && status == 200 ? 0 : EXIT_FAILURE;
+}
+
 /* ---- run ------------------------------------------------------------------ */
 
 static int
 open_spool(const struct config *cfg, struct spool **out)
 {
-    struct spool_conf sc = { .path = cfg->spool.path, .durability = cfg->spool.durability };
+    struct spool_conf sc = { .path = cfg->spool.path, .durability = cfg->spool.durability,
+                             .policy = cfg };
     struct err err = { 0 };
 
     if (spool_open(out, &sc, &err) < 0) {
@@ -325,6 +418,7 @@ reload(struct config **cfgp, struct ingest *in, struct forward *fw)
             log_error("config", "%s", d.lines[i]);
         log_error("main", "reload failed with %zu error(s); still running the previous config",
                   d.n);
+        metrics_add(&metrics.config_reload_failures, 1);
         config_diags_fini(&d);
         return;
     }
@@ -395,6 +489,7 @@ cmd_run(const char *path)
     struct spool *in_sp = NULL, *fw_sp = NULL;
     struct ingest *in = NULL;
     struct forward *fw = NULL;
+    struct http *http = NULL;
     struct config *cfg;
     struct err err = { 0 };
     struct timespec tick;
@@ -418,7 +513,14 @@ cmd_run(const char *path)
     log_info("main", "sluice %s starting: instance %s, %zu route(s), spool %s", SLUICE_VERSION,
              cfg->instance, cfg->nroutes, cfg->spool.path);
 
+    /* Fail fast: a bridge nobody can observe or health-check should not run. */
+    if (http_start(&http, cfg, &err) < 0) {
+        log_error("main", "%s", err.msg);
+        config_destroy(cfg);
+        return EXIT_FAILURE;
+    }
     if (open_spool(cfg, &in_sp) < 0 || open_spool(cfg, &fw_sp) < 0) {
+        http_stop(http);
         spool_close(in_sp);
         spool_close(fw_sp);
         config_destroy(cfg);
@@ -471,6 +573,7 @@ cmd_run(const char *path)
         case SIGHUP:
             notify_reloading();
             reload(&cfg, in, fw);
+            http_set_config(http, cfg);
             notify_ready();   /* also after a failed reload: the old config still runs */
             break;
         case SIGTERM:
@@ -484,6 +587,7 @@ cmd_run(const char *path)
     }
 
 out:
+    http_stop(http);
     ingest_stop(in);
     if (in == NULL)
         spool_close(in_sp);   /* never handed over */
@@ -510,9 +614,10 @@ main(int argc, char **argv)
         { "print", no_argument, NULL, 'p' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
+        { "url", required_argument, NULL, 'u' },
         { NULL, 0, NULL, 0 },
     };
-    const char *cmd = "run", *path = NULL;
+    const char *cmd = "run", *path = NULL, *url = NULL;
     bool print = false;
     int c, first = 1;
 
@@ -521,9 +626,10 @@ main(int argc, char **argv)
         first = 2;
     }
     if (strcmp(cmd, "spool") == 0) {
-        if (argc < 3 || strcmp(argv[2], "stats") != 0)
+        if (argc < 3 || (strcmp(argv[2], "stats") != 0 &&
+                         strcmp(argv[2], "dead-letters") != 0))
             return usage_error("spool: unknown subcommand %s", argc < 3 ? "(none)" : argv[2]);
-        cmd = "spool stats";
+        cmd = strcmp(argv[2], "stats") == 0 ? "spool stats" : "spool dead-letters";
         first = 3;
     }
     optind = first;
@@ -531,6 +637,7 @@ main(int argc, char **argv)
         switch (c) {
         case 'c': path = optarg; break;
         case 'p': print = true; break;
+        case 'u': url = optarg; break;
         case 'h': fputs(usage_text, stdout); return 0;
         case 'V': printf("sluice %s\n", SLUICE_VERSION); return 0;
         default: fputs(usage_text, stderr); return EXIT_USAGE;
@@ -543,6 +650,15 @@ main(int argc, char **argv)
     if (strcmp(cmd, "version") == 0) {
         printf("sluice %s\n", SLUICE_VERSION);
         return 0;
+    }
+    if (url != NULL && strcmp(cmd, "health") != 0)
+        return usage_error("--url only goes with health (got %s)", cmd);
+    if (strcmp(cmd, "health") == 0) {
+        if (optind != argc)
+            return usage_error("health: unexpected argument %s", argv[optind]);
+        if ((path == NULL) == (url == NULL))
+            return usage_error("%s", "health: give either -c FILE or --url URL");
+        return cmd_health(path, url);
     }
     if (path == NULL)
         return usage_error("%s: -c FILE is required", cmd);
@@ -568,6 +684,11 @@ main(int argc, char **argv)
         if (optind != argc)
             return usage_error("spool stats: unexpected argument %s", argv[optind]);
         return cmd_spool_stats(path);
+    }
+    if (strcmp(cmd, "spool dead-letters") == 0) {
+        if (optind != argc)
+            return usage_error("spool dead-letters: unexpected argument %s", argv[optind]);
+        return cmd_spool_dead_letters(path);
     }
     return usage_error("unknown command %s", cmd);
 }

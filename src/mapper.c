@@ -8,7 +8,13 @@
  *
  * All scratch space (rendered topic, key, header block, codec output) belongs to the
  * mapper and is reused, so once the buffers have grown to the working size the hot
- * path allocates only what the codec needs (Jansson's document for json). */
+ * path allocates only what the codec needs (Jansson's document for json).
+ *
+ * Stateful codecs (Sparkplug's alias maps) get their state from the mapper: created
+ * on the first message of a route that needs it, from the config's spool path, and
+ * kept across reloads while that path stays the same. Creating it late, on the
+ * thread that maps, means the spool has made (and migrated) its file first, and
+ * the state belongs to the one thread that uses it. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -19,6 +25,7 @@
 #include "sluice/config.h"
 #include "sluice/err.h"
 #include "sluice/jpath.h"
+#include "sluice/log.h"
 #include "sluice/mapper.h"
 #include "sluice/route.h"
 #include "sluice/tmpl.h"
@@ -27,6 +34,7 @@
 #define KAFKA_TOPIC_MAX 249
 #define MAPPER_KEY_MAX  (64u << 10)    /* keys past this are a route error */
 #define MAPPER_HDR_MAX  (64u << 10)    /* one rendered header value */
+#define MAPPER_MAX_CODECS 8
 
 struct mapper {
     char                topic[KAFKA_TOPIC_MAX + 2];
@@ -35,6 +43,11 @@ struct mapper {
     struct buf          hdrs;       /* encoded extra headers */
     struct codec_out    out;        /* the last decode, released on the next call */
     const struct codec *codec;      /* who owns out */
+    struct buf          env;        /* the envelope value (route envelope: true) */
+    void               *cstate[MAPPER_MAX_CODECS];  /* per codec_table index, or NULL */
+    bool                ctried[MAPPER_MAX_CODECS];  /* create was attempted */
+    char               *cstate_path;                /* the spool path they were made for */
+    bool                read_only;  /* sluice map: codec state is read, never written */
 };
 
 int
@@ -47,8 +60,60 @@ mapper_create(struct mapper **out)
     buf_init(&mp->key);
     buf_init(&mp->value);
     buf_init(&mp->hdrs);
+    buf_init(&mp->env);
     *out = mp;
     return 0;
+}
+
+void
+mapper_set_read_only(struct mapper *mp)
+{
+    mp->read_only = true;
+}
+
+static void
+mapper_states_destroy(struct mapper *mp)
+{
+    for (size_t i = 0; i < MAPPER_MAX_CODECS && codec_table[i] != NULL; i++) {
+        if (mp->cstate[i] != NULL)
+            codec_table[i]->destroy(mp->cstate[i]);
+        mp->cstate[i] = NULL;
+        mp->ctried[i] = false;
+    }
+    free(mp->cstate_path);
+    mp->cstate_path = NULL;
+}
+
+/* The state codec c decodes with, created on first use; NULL for stateless codecs
+ * and when creating failed (logged once; the codec then works without memory). */
+static void *
+mapper_codec_state(struct mapper *mp, const struct config *cfg, const struct codec *c)
+{
+    const char *path = cfg->spool.path;
+    struct codec_env env = { path, mp->read_only };
+    struct err e = { 0 };
+    size_t i;
+
+    if (c->create == NULL)
+        return NULL;
+    for (i = 0; i < MAPPER_MAX_CODECS && codec_table[i] != NULL && codec_table[i] != c; i++)
+        ;
+    if (i == MAPPER_MAX_CODECS || codec_table[i] == NULL)
+        return NULL;
+    if ((mp->cstate_path == NULL) != (path == NULL) ||
+        (path != NULL && strcmp(mp->cstate_path, path) != 0)) {
+        mapper_states_destroy(mp);
+        if (path != NULL && (mp->cstate_path = strdup(path)) == NULL)
+            return NULL;
+    }
+    if (mp->cstate[i] == NULL && !mp->ctried[i]) {
+        mp->ctried[i] = true;
+        if (c->create(&mp->cstate[i], &env, &e) < 0) {
+            mp->cstate[i] = NULL;
+            log_warn("mapper", "%s state: %s (continuing without it)", c->name, e.msg);
+        }
+    }
+    return mp->cstate[i];
 }
 
 static void
@@ -65,6 +130,8 @@ mapper_destroy(struct mapper *mp)
     if (mp == NULL)
         return;
     mapper_release(mp);
+    mapper_states_destroy(mp);
+    buf_fini(&mp->env);
     buf_fini(&mp->key);
     buf_fini(&mp->value);
     buf_fini(&mp->hdrs);
@@ -175,6 +242,51 @@ mapper_dead_letter(struct mapper *mp, const struct config *cfg, const struct map
     return MAPPER_DEAD_LETTER;
 }
 
+/* {"topic":T,"captures":{...},"payload":P} into mp->env. P is the codec's value
+ * verbatim (JSON for every format that allows envelope), so json payloads are still
+ * not re-encoded. Fails (-EBADMSG) only on a topic or capture that is not UTF-8. */
+static int
+mapper_envelope(struct mapper *mp, const struct config_route *r, const struct match *m,
+                const struct mapper_msg *msg, struct err *e)
+{
+    json_t *o, *caps, *v;
+    size_t n;
+    int rc = 0;
+
+    if ((o = json_object()) == NULL)
+        return -ENOMEM;
+    if ((v = json_stringn(msg->topic, msg->topic_len)) == NULL) {
+        json_decref(o);
+        return err_set(e, -EBADMSG, "envelope: the MQTT topic is not valid UTF-8");
+    }
+    if (json_object_set_new(o, "topic", v) < 0 || (caps = json_object()) == NULL ||
+        json_object_set_new(o, "captures", caps) < 0) {
+        json_decref(o);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; rc == 0 && i < m->ncaptures + mp->out.nextra; i++) {
+        const struct capture *c = i < m->ncaptures ? &m->cap[i] : &mp->out.extra[i - m->ncaptures];
+        const char *name = i < m->ncaptures ? pattern_capture_name(r->pattern, i)
+                                            : r->codec->capture_names[i - m->ncaptures];
+        if ((v = json_stringn(c->ptr, c->len)) == NULL || json_object_set_new(caps, name, v) < 0)
+            rc = err_set(e, -EBADMSG, "envelope: capture %s is not valid UTF-8", name);
+    }
+    buf_reset(&mp->env);
+    if (rc == 0) {
+        /* Keys in a fixed order (topic, captures) so the text is stable. */
+        n = json_dumpb(o, NULL, 0, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if ((rc = buf_reserve(&mp->env, n + mp->out.value_len + 16)) == 0) {
+            mp->env.len = json_dumpb(o, mp->env.data, n, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            mp->env.len--;   /* drop the closing brace */
+            if ((rc = buf_append(&mp->env, ",\"payload\":", 11)) == 0 &&
+                (rc = buf_append(&mp->env, mp->out.value, mp->out.value_len)) == 0)
+                rc = buf_append(&mp->env, "}", 1);
+        }
+    }
+    json_decref(o);
+    return rc;
+}
+
 int
 mapper_map(struct mapper *mp, const struct config *cfg, const struct mapper_msg *msg,
            struct record *rec, struct err *why)
@@ -204,9 +316,13 @@ mapper_map(struct mapper *mp, const struct config *cfg, const struct mapper_msg 
     rec->lane = cfg->lanes[r->lane].name;
 
     mp->codec = r->codec;
-    if (r->codec->decode(msg->topic, msg->topic_len, msg->payload, msg->payload_len, &mp->out,
-                         &e) < 0)
+    if ((rc = r->codec->decode(mapper_codec_state(mp, cfg, r->codec), msg->topic,
+                               msg->topic_len, msg->payload, msg->payload_len, &mp->out,
+                               &e)) < 0) {
+        if (rc == -ENOMEM)
+            return rc;
         return mapper_dead_letter(mp, cfg, msg, rec, "decode", e.msg, why);
+    }
 
     ncaps = m.ncaptures;
     memcpy(caps, m.cap, ncaps * sizeof(caps[0]));
@@ -244,6 +360,14 @@ mapper_map(struct mapper *mp, const struct config *cfg, const struct mapper_msg 
     } else if (r->timestamp != NULL) {
         if ((rc = record_hdrs_add(&mp->hdrs, "event.time.source", 17, "arrival", 7)) < 0)
             return rc;
+    } else if (mp->out.has_time) {
+        rec->event_ms = mp->out.time_ms;   /* the format's own time (Sparkplug) */
+    }
+    for (size_t i = 0; i < mp->out.nhdrs; i++) {
+        const struct record_header *h = &mp->out.hdrs[i];
+        if ((rc = record_hdrs_add(&mp->hdrs, h->name, h->name_len, h->value,
+                                  h->value_len)) < 0)
+            return rc;
     }
     for (size_t i = 0; i < r->nheaders; i++) {
         const struct config_header *h = &r->headers[i];
@@ -264,5 +388,13 @@ mapper_map(struct mapper *mp, const struct config *cfg, const struct mapper_msg 
     rec->hdrs_len = mp->hdrs.len;
     rec->value = mp->out.value;
     rec->value_len = mp->out.value_len;
+    if (r->envelope) {
+        if ((rc = mapper_envelope(mp, r, &m, msg, &e)) == -ENOMEM)
+            return rc;
+        if (rc < 0)
+            return mapper_dead_letter(mp, cfg, msg, rec, "route", e.msg, why);
+        rec->value = mp->env.data;
+        rec->value_len = mp->env.len;
+    }
     return MAPPER_OK;
 }

@@ -99,11 +99,29 @@
  * has succeeded, the connection runs with SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, so
  * closing it cannot checkpoint a WAL into a damaged file or delete that WAL.
  *
+ * Retention. max_bytes bounds the live pages, (page_count - freelist_count) x
+ * page_size: both come from the database header, so the check costs two cheap
+ * PRAGMA steps per append and no scan, and it counts what the disk really holds
+ * (b-tree interiors, half-full leaves, overflow pages), not a sum of row sizes.
+ * Over the limit, drop_oldest deletes SPOOL_EVICT_ROWS of the oldest rows of the
+ * lowest-priority lane per statement (a rid range at the lane's left edge: one
+ * seek, whole leaves freed) until the live size is SPOOL_EVICT_SLACK under the
+ * limit, so eviction runs once per few hundred appends, not per append. max_age
+ * is checked once a second (spool_retain) by one seek to each lane's oldest row.
+ * Space is reclaimed by freelist reuse, not by vacuuming: the file's high-water
+ * mark is max_bytes plus one eviction step, and the pages freed by the drain or by
+ * eviction are what the next appends reuse. auto_vacuum would return the space to
+ * the file system after a drain only to take it back at the next outage, and
+ * incremental_vacuum moves pages (more flash writes); the operator sized the disk
+ * for max_bytes anyway. The WAL adds at most SPOOL_WAL_LIMIT-ish (checkpointed
+ * every sync_interval, truncated by journal_size_limit) on top.
+ *
  * Threads: a handle is used by one thread at a time, except spool_sync_wal, which
  * touches only the WAL descriptor and the checkpoint connection, under its own
  * mutex, and may run on any thread (but not during spool_close). */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -118,6 +136,8 @@
 #include "sluice/buf.h"
 #include "sluice/clock.h"
 #include "sluice/err.h"
+#include "sluice/log.h"
+#include "sluice/metrics.h"
 #include "sluice/spool.h"
 
 #ifndef SPOOL_PAGE_SIZE                          /* overridable for bench_spool only */
@@ -136,6 +156,10 @@
 #endif
 #define SPOOL_WAL_LIMIT    (16 * 1024 * 1024)    /* journal_size_limit, bytes */
 #define SPOOL_BUSY_MS      5000                  /* the other writer holds a batch */
+#define SPOOL_EVICT_ROWS   256      /* rows per eviction statement */
+#define SPOOL_EVICT_SLACK(max) ((max) / 32 > 65536 ? (max) / 32 : 65536)  /* bytes
+                                       under max_bytes that one eviction frees */
+#define SPOOL_AGE_ROWS     512      /* rows per max_age statement */
 
 /* Rows are keyed by rid = lane << 48 | seq: see "One b-tree" above. */
 #define SPOOL_SEQ_BITS 48
@@ -168,6 +192,15 @@ static const char *const spool_migrations[] = {
     "  retained    INTEGER NOT NULL,"
     "  dead_letter INTEGER NOT NULL,"
     "  size        INTEGER NOT NULL);",  /* bytes, for stats */
+    /* 1 -> 2: the dead-letter log (metadata only), bounded to SPOOL_DEAD_KEEP rows. */
+    "CREATE TABLE dead_letters ("
+    "  id          INTEGER PRIMARY KEY,"
+    "  at_ms       INTEGER NOT NULL,"
+    "  stage       TEXT NOT NULL,"
+    "  error       TEXT NOT NULL,"
+    "  mqtt_topic  TEXT NOT NULL,"
+    "  kafka_topic TEXT NOT NULL,"
+    "  size        INTEGER NOT NULL);",
 };
 #define SPOOL_SCHEMA_VERSION ((int)(sizeof(spool_migrations) / sizeof(spool_migrations[0])))
 
@@ -195,6 +228,21 @@ static const char SQL_FLOOR[] =
 static const char SQL_LANE_GET[] = "SELECT id FROM lanes WHERE name = ?1";
 static const char SQL_LANE_ADD[] = "INSERT OR IGNORE INTO lanes (name) VALUES (?1)";
 static const char SQL_LANE_ALL[] = "SELECT id, name FROM lanes ORDER BY id";
+static const char SQL_EVICT[] =
+    "DELETE FROM records WHERE rid IN (SELECT rid FROM records WHERE rid BETWEEN ?1"
+    " AND ?2 ORDER BY rid LIMIT ?3)";
+static const char SQL_HEAD[] =
+    "SELECT ingest_ms FROM records WHERE rid BETWEEN ?1 AND ?2 ORDER BY rid LIMIT 1";
+static const char SQL_AGE_EVICT[] =
+    "DELETE FROM records WHERE rid IN (SELECT rid FROM (SELECT rid, ingest_ms FROM"
+    " records WHERE rid BETWEEN ?1 AND ?2 ORDER BY rid LIMIT ?3) WHERE ingest_ms < ?4)";
+static const char SQL_DEAD_ADD[] =
+    "INSERT INTO dead_letters (at_ms, stage, error, mqtt_topic, kafka_topic, size)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+static const char SQL_DEAD_TRIM[] = "DELETE FROM dead_letters WHERE id <= ?1";
+static const char SQL_DEAD_ALL[] =
+    "SELECT at_ms, stage, error, mqtt_topic, kafka_topic, size FROM dead_letters"
+    " ORDER BY id";
 /* Lanes outer, each lane's rid range inner: no sort of the records, one pass. */
 static const char SQL_STATS[] =
     "SELECT l.name, count(r.rid), coalesce(sum(r.size), 0), coalesce(min(r.ingest_ms), 0)"
@@ -204,6 +252,14 @@ static const char SQL_STATS[] =
 struct spool_lane {
     int64_t id;        /* lanes.id */
     char   *name;      /* owned */
+};
+
+/* The retention policy of one configured lane, and its drops not yet logged. */
+struct spool_plane {
+    char    *name;         /* owned */
+    int      priority;
+    int64_t  max_age_ms;   /* 0 = the spool's */
+    uint64_t drops[2];     /* [0] spool full, [1] max_age: since the last log line */
 };
 
 struct spool {
@@ -221,6 +277,17 @@ struct spool {
     struct spool_lane *lanes;     /* cache of the lanes table; cleared on rollback */
     size_t             nlanes, lanecap;
     size_t             last_lane;     /* where spool_delete found the last row */
+
+    uint64_t               max_bytes;     /* retention policy (spool_set_policy) */
+    int64_t                max_age_ms;
+    enum config_when_full  when_full;
+    struct spool_plane    *plan;          /* configured lanes, owned */
+    size_t                 nplan;
+    uint64_t               other_drops[2];/* lanes found only in the file */
+    int64_t                drops_since;   /* mono ms of the first unlogged drop, 0 none */
+    int64_t                page_size;
+    sqlite3_stmt *st_pages, *st_free, *st_evict, *st_head, *st_age_evict;
+    sqlite3_stmt *st_dead_add, *st_dead_trim;
 
     size_t  pending;              /* rows in the open batch transaction */
     int64_t pending_since;        /* clock_mono_ms when the batch began */
@@ -241,6 +308,9 @@ struct spool {
 };
 
 /* ---- helpers ---------------------------------------------------------------- */
+
+static void spool_plan_free(struct spool *sp);
+static void spool_log_drops(struct spool *sp, bool force);
 
 static int
 spool_errno(int rc)
@@ -740,7 +810,8 @@ spool_open(struct spool **out, const struct spool_conf *conf, struct err *err)
         goto fail;
     }
     if (sp->readonly) {
-        if (version < SPOOL_SCHEMA_VERSION) {
+        /* Version 1 lacks only the dead-letter log: stats still read it. */
+        if (version < 1) {
             rc = err_set(err, -EBADMSG, "spool %s: schema version %lld needs a migration "
                          "a read-only open cannot do (run the bridge once)", sp->path,
                          (long long)version);
@@ -770,8 +841,30 @@ spool_open(struct spool **out, const struct spool_conf *conf, struct err *err)
             (rc = spool_prepare(sp, &sp->st_delete, SQL_DELETE, err)) < 0 ||
             (rc = spool_prepare(sp, &sp->st_maxseq, SQL_MAXSEQ, err)) < 0 ||
             (rc = spool_prepare(sp, &sp->st_floor, SQL_FLOOR, err)) < 0 ||
-            (rc = spool_prepare(sp, &sp->st_lane_add, SQL_LANE_ADD, err)) < 0)
+            (rc = spool_prepare(sp, &sp->st_lane_add, SQL_LANE_ADD, err)) < 0 ||
+            (rc = spool_prepare(sp, &sp->st_pages, "PRAGMA page_count", err)) < 0 ||
+            (rc = spool_prepare(sp, &sp->st_free, "PRAGMA freelist_count", err)) < 0 ||
+            (rc = spool_prepare(sp, &sp->st_evict, SQL_EVICT, err)) < 0 ||
+            (rc = spool_prepare(sp, &sp->st_head, SQL_HEAD, err)) < 0 ||
+            (rc = spool_prepare(sp, &sp->st_age_evict, SQL_AGE_EVICT, err)) < 0 ||
+            (rc = spool_prepare(sp, &sp->st_dead_add, SQL_DEAD_ADD, err)) < 0 ||
+            (rc = spool_prepare(sp, &sp->st_dead_trim, SQL_DEAD_TRIM, err)) < 0)
             goto fail;
+        if ((rc = spool_query_int(sp->db, "PRAGMA page_size", &sp->page_size)) !=
+            SQLITE_OK) {
+            rc = spool_fail(sp, err, rc, "page size");
+            goto fail;
+        }
+        if (conf->policy != NULL && spool_set_policy(sp, conf->policy) < 0) {
+            rc = err_set(err, -ENOMEM, "spool: out of memory");
+            goto fail;
+        }
+#ifdef SLUICE_FAULT_SEAMS
+        /* Test builds only: a disk that fills at this many pages (disk_full test). */
+        const char *fmp = getenv("SLUICE_FAULT_MAX_PAGES");
+        if (fmp != NULL && *fmp != '\0')
+            (void)spool_fault_max_pages(sp, (uint32_t)strtoul(fmp, NULL, 10));
+#endif
         if (sp->durability == DURABILITY_PROCESS) {
             pthread_mutex_lock(&sp->wal_mu);
             rc = spool_wal_reopen(sp);
@@ -807,10 +900,13 @@ spool_close(struct spool *sp)
         return;
     if (sp->db != NULL && sp->in_batch)
         sqlite3_step(sp->st_rollback);     /* an uncommitted batch is not a promise */
+    spool_log_drops(sp, true);
     sqlite3_stmt *sts[] = {sp->st_insert, sp->st_begin, sp->st_commit, sp->st_rollback,
                            sp->st_claim, sp->st_delete, sp->st_maxseq, sp->st_floor,
                            sp->st_lane_get, sp->st_lane_add, sp->st_lane_all,
-                           sp->st_stats};
+                           sp->st_stats, sp->st_pages, sp->st_free, sp->st_evict,
+                           sp->st_head, sp->st_age_evict, sp->st_dead_add,
+                           sp->st_dead_trim};
     for (size_t i = 0; i < sizeof(sts) / sizeof(sts[0]); i++)
         sqlite3_finalize(sts[i]);
     /* The last connection to close checkpoints and deletes the WAL (unless the
@@ -822,6 +918,7 @@ spool_close(struct spool *sp)
     if (sp->wal_mu_ok)
         pthread_mutex_destroy(&sp->wal_mu);
     spool_lanes_forget(sp);
+    spool_plan_free(sp);
     free(sp->lanes);
     free(sp->path);
     free(sp->wal_path);
@@ -865,6 +962,339 @@ spool_batch_fail(struct spool *sp, struct err *err, int rc, const char *what, si
     return rc;
 }
 
+/* ---- retention -------------------------------------------------------------- */
+
+static void
+spool_plan_free(struct spool *sp)
+{
+    for (size_t i = 0; i < sp->nplan; i++)
+        free(sp->plan[i].name);
+    free(sp->plan);
+    sp->plan = NULL;
+    sp->nplan = 0;
+}
+
+int
+spool_set_policy(struct spool *sp, const struct config *cfg)
+{
+    struct spool_plane *plan = NULL;
+    size_t n = cfg != NULL ? cfg->nlanes : 0;
+
+    if (n > 0 && (plan = calloc(n, sizeof(*plan))) == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if ((plan[i].name = strdup(cfg->lanes[i].name)) == NULL) {
+            while (i-- > 0)
+                free(plan[i].name);
+            free(plan);
+            return -ENOMEM;
+        }
+        plan[i].priority = cfg->lanes[i].priority;
+        plan[i].max_age_ms = cfg->lanes[i].max_age_ms;
+        /* Unlogged drops carry over to a lane of the same name. */
+        for (size_t j = 0; j < sp->nplan; j++) {
+            if (strcmp(sp->plan[j].name, plan[i].name) == 0) {
+                plan[i].drops[0] = sp->plan[j].drops[0];
+                plan[i].drops[1] = sp->plan[j].drops[1];
+            }
+        }
+    }
+    spool_plan_free(sp);
+    sp->plan = plan;
+    sp->nplan = n;
+    sp->max_bytes = cfg != NULL ? cfg->spool.max_bytes : 0;
+    sp->max_age_ms = cfg != NULL ? cfg->spool.max_age_ms : 0;
+    sp->when_full = cfg != NULL ? cfg->spool.when_full : WHEN_FULL_DROP_OLDEST;
+    return 0;
+}
+
+static struct spool_plane *
+spool_plan_find(struct spool *sp, const char *name)
+{
+    for (size_t i = 0; i < sp->nplan; i++)
+        if (strcmp(sp->plan[i].name, name) == 0)
+            return &sp->plan[i];
+    return NULL;
+}
+
+/* Counts n rows of lane name dropped for reason (0 spool full, 1 max_age). */
+static void
+spool_count_drops(struct spool *sp, const char *name, int reason, uint64_t n)
+{
+    struct spool_plane *pl = spool_plan_find(sp, name);
+
+    if (n == 0)
+        return;
+    metrics_add(&metrics.dropped[reason == 0 ? DROP_SPOOL_FULL : DROP_MAX_AGE], n);
+    if (pl != NULL)
+        pl->drops[reason] += n;
+    else
+        sp->other_drops[reason] += n;
+    if (sp->drops_since == 0)
+        sp->drops_since = clock_mono_ms();
+}
+
+/* One line per lane and reason for the drops since the last lines: when
+ * SPOOL_DROP_LOG_MS have passed since the first of them, or with force. */
+static void
+spool_log_drops(struct spool *sp, bool force)
+{
+    static const char *const why[2] = { "spool full", "max_age" };
+    int64_t now = clock_mono_ms(), secs;
+
+    if (sp->drops_since == 0 || (!force && now - sp->drops_since < SPOOL_DROP_LOG_MS))
+        return;
+    secs = (now - sp->drops_since + 999) / 1000;
+    if (secs < 1)
+        secs = 1;
+    for (int r = 0; r < 2; r++) {
+        for (size_t i = 0; i < sp->nplan; i++) {
+            if (sp->plan[i].drops[r] > 0)
+                log_warn("spool", "dropped %" PRIu64 " records (%s, lane %s) in the last "
+                         "%" PRId64 " s", sp->plan[i].drops[r], why[r], sp->plan[i].name,
+                         secs);
+            sp->plan[i].drops[r] = 0;
+        }
+        if (sp->other_drops[r] > 0)
+            log_warn("spool", "dropped %" PRIu64 " records (%s, lanes no longer "
+                     "configured) in the last %" PRId64 " s", sp->other_drops[r], why[r],
+                     secs);
+        sp->other_drops[r] = 0;
+    }
+    sp->drops_since = 0;
+}
+
+/* The live size: pages in use, freelist excluded. */
+static int
+spool_used_bytes(struct spool *sp, uint64_t *used)
+{
+    int64_t pages = 0, freep = 0;
+    int rc;
+
+    if ((rc = sqlite3_step(sp->st_pages)) == SQLITE_ROW)
+        pages = sqlite3_column_int64(sp->st_pages, 0);
+    sqlite3_reset(sp->st_pages);
+    if (rc != SQLITE_ROW)
+        return rc;
+    if ((rc = sqlite3_step(sp->st_free)) == SQLITE_ROW)
+        freep = sqlite3_column_int64(sp->st_free, 0);
+    sqlite3_reset(sp->st_free);
+    if (rc != SQLITE_ROW)
+        return rc;
+    *used = (uint64_t)(pages > freep ? pages - freep : 0) * (uint64_t)sp->page_size;
+    return SQLITE_OK;
+}
+
+/* Lane eviction rank: configured lanes by priority, highest number first; lanes
+ * only the file knows go before all of them. */
+static int
+spool_evict_rank(struct spool *sp, size_t i)
+{
+    struct spool_plane *pl = spool_plan_find(sp, sp->lanes[i].name);
+
+    return pl != NULL ? pl->priority : INT_MAX;
+}
+
+/* drop_oldest, inside the caller's write transaction: evicts the oldest rows of the
+ * lowest-priority non-empty lane until the live size is SPOOL_EVICT_SLACK under
+ * max_bytes (or the spool is empty). A SQLite code. */
+static int
+spool_evict(struct spool *sp, uint64_t used)
+{
+    uint64_t slack = SPOOL_EVICT_SLACK(sp->max_bytes);
+    uint64_t low = sp->max_bytes > slack ? sp->max_bytes - slack : 0;
+    bool *done;
+    int rc = SQLITE_OK;
+
+    if ((rc = spool_lanes_load(sp, NULL)) < 0)
+        return SQLITE_NOMEM;
+    if (sp->nlanes == 0)
+        return SQLITE_OK;
+    if ((done = calloc(sp->nlanes, sizeof(*done))) == NULL)
+        return SQLITE_NOMEM;
+    while (used > low) {
+        size_t pick = SIZE_MAX;
+        for (size_t i = 0; i < sp->nlanes; i++) {
+            if (!done[i] && (pick == SIZE_MAX ||
+                             spool_evict_rank(sp, i) > spool_evict_rank(sp, pick)))
+                pick = i;
+        }
+        if (pick == SIZE_MAX)
+            break;                       /* empty: a record larger than max_bytes */
+        int64_t base = sp->lanes[pick].id << SPOOL_SEQ_BITS;
+        sqlite3_bind_int64(sp->st_evict, 1, base);
+        sqlite3_bind_int64(sp->st_evict, 2, base | SPOOL_SEQ_MASK);
+        sqlite3_bind_int(sp->st_evict, 3, SPOOL_EVICT_ROWS);
+        if ((rc = spool_step_done(sp->st_evict)) != SQLITE_OK)
+            break;
+        int n = sqlite3_changes(sp->db);
+        spool_count_drops(sp, sp->lanes[pick].name, 0, (uint64_t)n);
+        if (n < SPOOL_EVICT_ROWS)
+            done[pick] = true;
+        if ((rc = spool_used_bytes(sp, &used)) != SQLITE_OK)
+            break;
+    }
+    free(done);
+    return rc;
+}
+
+/* Before an append: 0 when there is room (after evicting, under drop_oldest), or
+ * -ENOSPC under backpressure (an open batch stays open), or another -errno. */
+static int
+spool_room(struct spool *sp, struct err *err)
+{
+    uint64_t used = 0;
+    bool own;
+    int rc;
+
+    if (sp->max_bytes == 0)
+        return 0;
+    if ((rc = spool_used_bytes(sp, &used)) != SQLITE_OK)
+        return spool_fail(sp, err, rc, "size");
+    if (used < sp->max_bytes)
+        return 0;
+    if (sp->when_full == WHEN_FULL_BACKPRESSURE)
+        return err_set(err, -ENOSPC, "spool %s: full (%" PRIu64 " of %" PRIu64 " bytes; "
+                       "when_full: backpressure)", sp->path, used, sp->max_bytes);
+    own = !sp->in_batch;
+    if (own && (rc = sqlite3_step(sp->st_begin)) != SQLITE_DONE) {
+        sqlite3_reset(sp->st_begin);
+        return spool_fail(sp, err, rc, "evict");
+    }
+    sqlite3_reset(sp->st_begin);
+    if ((rc = spool_evict(sp, used)) != SQLITE_OK)
+        return spool_batch_fail(sp, err, rc, "evict", sp->pending);
+    if (own) {
+        rc = sqlite3_step(sp->st_commit);
+        sqlite3_reset(sp->st_commit);
+        if (rc != SQLITE_DONE)
+            return spool_batch_fail(sp, err, rc, "evict", 0);
+    }
+    return 0;
+}
+
+int
+spool_retain(struct spool *sp, int64_t now_ms, struct err *err)
+{
+    int rc = 0;
+
+    if (sp == NULL || sp->readonly || sp->in_batch)
+        return 0;
+    bool any = sp->max_age_ms > 0;
+    for (size_t i = 0; i < sp->nplan && !any; i++)
+        any = sp->plan[i].max_age_ms > 0;
+    if (any && (rc = spool_lanes_load(sp, err)) < 0)
+        return rc;
+    for (size_t i = 0; any && i < sp->nlanes; i++) {
+        struct spool_plane *pl = spool_plan_find(sp, sp->lanes[i].name);
+        int64_t age = pl != NULL && pl->max_age_ms > 0 ? pl->max_age_ms : sp->max_age_ms;
+        int64_t base = sp->lanes[i].id << SPOOL_SEQ_BITS, head = 0;
+
+        if (age <= 0)
+            continue;
+        /* One seek: is the lane's oldest row too old? */
+        sqlite3_bind_int64(sp->st_head, 1, base);
+        sqlite3_bind_int64(sp->st_head, 2, base | SPOOL_SEQ_MASK);
+        rc = sqlite3_step(sp->st_head);
+        if (rc == SQLITE_ROW)
+            head = sqlite3_column_int64(sp->st_head, 0);
+        sqlite3_reset(sp->st_head);
+        if (rc == SQLITE_DONE || (rc == SQLITE_ROW && head >= now_ms - age))
+            continue;
+        if (rc != SQLITE_ROW)
+            return spool_fail(sp, err, rc, "max_age");
+        for (;;) {
+            sqlite3_bind_int64(sp->st_age_evict, 1, base);
+            sqlite3_bind_int64(sp->st_age_evict, 2, base | SPOOL_SEQ_MASK);
+            sqlite3_bind_int(sp->st_age_evict, 3, SPOOL_AGE_ROWS);
+            sqlite3_bind_int64(sp->st_age_evict, 4, now_ms - age);
+            if ((rc = spool_step_done(sp->st_age_evict)) != SQLITE_OK)
+                return spool_fail(sp, err, rc, "max_age");
+            int n = sqlite3_changes(sp->db);
+            spool_count_drops(sp, sp->lanes[i].name, 1, (uint64_t)n);
+            if (n < SPOOL_AGE_ROWS)
+                break;
+        }
+    }
+    spool_log_drops(sp, false);
+    return 0;
+}
+
+/* ---- the dead-letter log ---------------------------------------------------- */
+
+static int
+spool_dead_insert(struct spool *sp, int64_t at_ms, const char *stage, size_t stage_len,
+                  const char *error, size_t error_len, const char *mqtt_topic,
+                  size_t mqtt_len, const char *kafka_topic, uint64_t size)
+{
+    sqlite3_stmt *st = sp->st_dead_add;
+    int rc;
+
+    sqlite3_bind_int64(st, 1, at_ms);
+    sqlite3_bind_text(st, 2, stage, (int)stage_len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, error, (int)error_len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, mqtt_topic, (int)mqtt_len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, kafka_topic, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, (int64_t)size);
+    if ((rc = spool_step_done(st)) != SQLITE_OK)
+        return rc;
+    /* Bounded: drop what is SPOOL_DEAD_KEEP entries behind (one seek). */
+    sqlite3_bind_int64(sp->st_dead_trim, 1,
+                       sqlite3_last_insert_rowid(sp->db) - SPOOL_DEAD_KEEP);
+    return spool_step_done(sp->st_dead_trim);
+}
+
+int
+spool_dead_note(struct spool *sp, const struct spool_dead *d, struct err *err)
+{
+    int rc;
+
+    if (sp->readonly || sp->st_dead_add == NULL)
+        return err_set(err, -EROFS, "spool %s: dead-letter log: read-only", sp->path);
+    rc = spool_dead_insert(sp, d->at_ms, d->stage, strlen(d->stage), d->error,
+                           strlen(d->error), d->mqtt_topic, strlen(d->mqtt_topic),
+                           d->kafka_topic, d->size);
+    return rc == SQLITE_OK ? 0 : spool_fail(sp, err, rc, "dead-letter log");
+}
+
+int
+spool_dead_letters(struct spool *sp, int (*fn)(const struct spool_dead *, void *),
+                   void *arg, struct err *err)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if ((rc = sqlite3_prepare_v2(sp->db, SQL_DEAD_ALL, -1, &st, NULL)) != SQLITE_OK)
+        return spool_fail(sp, err, rc, "dead letters");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct spool_dead d;
+        const char *t;
+
+        memset(&d, 0, sizeof(d));
+        d.at_ms = sqlite3_column_int64(st, 0);
+        t = (const char *)sqlite3_column_text(st, 1);
+        snprintf(d.stage, sizeof(d.stage), "%s", t ? t : "");
+        t = (const char *)sqlite3_column_text(st, 2);
+        snprintf(d.error, sizeof(d.error), "%s", t ? t : "");
+        t = (const char *)sqlite3_column_text(st, 3);
+        snprintf(d.mqtt_topic, sizeof(d.mqtt_topic), "%s", t ? t : "");
+        t = (const char *)sqlite3_column_text(st, 4);
+        snprintf(d.kafka_topic, sizeof(d.kafka_topic), "%s", t ? t : "");
+        d.size = (uint64_t)sqlite3_column_int64(st, 5);
+        if (fn(&d, arg) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        rc = spool_fail(sp, err, rc, "dead letters");
+        sqlite3_finalize(st);
+        return rc;
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
 int
 spool_commit(struct spool *sp, struct err *err)
 {
@@ -899,6 +1329,8 @@ spool_append(struct spool *sp, struct record *rec, bool commit, struct err *err)
     if (rec->topic_len > INT_MAX || rec->key_len > INT_MAX || rec->value_len > INT_MAX ||
         rec->mqtt_topic_len > INT_MAX || rec->hdrs_len > INT_MAX)
         return err_set(err, -E2BIG, "spool %s: append: record over 2 GiB", sp->path);
+    if ((rc = spool_room(sp, err)) < 0)
+        return rc;
     if (!sp->in_batch && !commit) {
         if ((rc = sqlite3_step(sp->st_begin)) != SQLITE_DONE) {
             sqlite3_reset(sp->st_begin);
@@ -947,6 +1379,16 @@ spool_append(struct spool *sp, struct record *rec, bool commit, struct err *err)
     }
     sqlite3_reset(st);
     rec->seq = (uint64_t)(sqlite3_last_insert_rowid(sp->db) & SPOOL_SEQ_MASK);
+    if (rec->dead_letter) {
+        /* The dead-letter log line rides in the same batch, or follows the row in
+         * its own autocommit: it is a log, so its failure does not fail the append. */
+        struct record_header eh = { 0 }, sh = { 0 };
+        (void)record_hdrs_find(rec->hdrs, rec->hdrs_len, "error", &eh);
+        (void)record_hdrs_find(rec->hdrs, rec->hdrs_len, "error.stage", &sh);
+        (void)spool_dead_insert(sp, rec->ingest_ms, sh.value ? sh.value : "",
+                                sh.value_len, eh.value ? eh.value : "", eh.value_len,
+                                rec->mqtt_topic, rec->mqtt_topic_len, "", size);
+    }
     if (sp->in_batch) {
         sp->pending++;
         if (commit && (rc = spool_commit(sp, err)) < 0) {

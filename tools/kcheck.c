@@ -229,7 +229,7 @@ kc_usage(FILE *f)
             "  --check-timestamp record CreateTime must equal the payload's ts\n"
             "  --key-is-device   the Kafka key must equal the payload's device\n"
             "  --per-instance    count records per sluice.instance header (\"per_instance\")\n"
-            "  --dump FILE       one JSON line per record\n");
+            "  --dump FILE       one JSON line per record (with consumed_ms: wall clock)\n");
 }
 
 /* ---- one record ------------------------------------------------------------------- */
@@ -251,6 +251,12 @@ kc_dump(struct kc *k, const rd_kafka_message_t *m, int64_t ts)
     else
         json_object_set_new(o, "key", json_null());
     json_object_set_new(o, "timestamp", json_integer(ts));
+    {   /* when this consumer saw it (wall clock ms): end-to-end latency in tests */
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        json_object_set_new(o, "consumed_ms", json_integer((json_int_t)now.tv_sec * 1000 +
+                                                           now.tv_nsec / 1000000));
+    }
     if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &sz)
                            == RD_KAFKA_RESP_ERR_NO_ERROR; i++) {

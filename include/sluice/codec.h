@@ -1,19 +1,29 @@
-/* codec.h - payload formats: raw, json (sparkplug arrives with the formats issue).
+/* codec.h - payload formats: raw, json, sparkplug.
  *
  * A codec turns an MQTT payload into the Kafka value plus, for structured formats, a
  * JSON document that templates and the timestamp path read. Codecs are const vtables
- * in one NULL-terminated table, looked up by name at config load. */
+ * in one NULL-terminated table, looked up by name at config load.
+ *
+ * A codec may keep state between messages (Sparkplug: metric aliases learned from
+ * BIRTH messages). Such a codec has create/destroy; its state is made once per
+ * mapper (so per thread: no locking) and handed to every decode. Stateless codecs
+ * leave create NULL and get a NULL state. */
 #ifndef SLUICE_CODEC_H
 #define SLUICE_CODEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
+
+#include "sluice/record.h"
 
 #include "sluice/route.h"
 
 struct err;
 
 #define CODEC_MAX_EXTRA 4
+#define CODEC_MAX_HDRS  2
 
 /* What decode produces. Reset by codec->release; fields are owned by the codec
  * output and valid until then. */
@@ -24,16 +34,32 @@ struct codec_out {
     char          *owned;      /* owned value storage when the codec re-encoded; or NULL */
     size_t         nextra;     /* extra captures, named by codec->capture_names */
     struct capture extra[CODEC_MAX_EXTRA];
+    bool           has_time;   /* the payload carries its own event time ... */
+    int64_t        time_ms;    /* ... in epoch ms (used when the route has no timestamp) */
+    size_t         nhdrs;      /* extra Kafka headers (static or owned by the state) */
+    struct record_header hdrs[CODEC_MAX_HDRS];
+};
+
+/* What a stateful codec learns about its surroundings at create. */
+struct codec_env {
+    const char *state_path;    /* SQLite file for durable state (the spool), or NULL */
+    bool        read_only;     /* `sluice map`: read state if it exists, never write */
 };
 
 struct codec {
-    const char        *name;           /* as in the config: "raw", "json" */
+    const char        *name;           /* as in the config: "raw", "json", "sparkplug" */
     const char *const *capture_names;  /* extra captures it offers templates, or NULL */
     size_t             ncapture_names;
-    /* Decodes payload (borrowed; must outlive out). Returns 0, or -EBADMSG with a
-     * sentence when the payload is not of this format (the record is dead-lettered). */
-    int  (*decode)(const char *topic, size_t topic_len, const void *payload, size_t len,
-                   struct codec_out *out, struct err *err);
+    /* Optional. Returns 0 and owned *state (free with destroy), or -errno with a
+     * sentence; env is borrowed. A codec must still decode with a NULL state (it
+     * then knows nothing from earlier messages). */
+    int  (*create)(void **state, const struct codec_env *env, struct err *err);
+    void (*destroy)(void *state);      /* NULL is fine */
+    /* Decodes payload (borrowed; must outlive out) with state (borrowed, may be NULL).
+     * Returns 0, or -EBADMSG with a sentence when the payload is not of this format
+     * (the record is dead-lettered), or -ENOMEM. */
+    int  (*decode)(void *state, const char *topic, size_t topic_len, const void *payload,
+                   size_t len, struct codec_out *out, struct err *err);
     void (*release)(struct codec_out *out);
 };
 

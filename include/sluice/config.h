@@ -82,6 +82,7 @@ struct config_route {
     struct tmpl         *key;          /* Kafka key template; NULL = no key */
     struct jpath        *timestamp;    /* event time path; NULL = arrival time */
     enum config_ts_unit  timestamp_unit;
+    bool                 envelope;     /* value = {"topic","captures","payload"} */
     size_t               lane;         /* index into config.lanes */
     struct config_header *headers;
     size_t               nheaders;

@@ -2,7 +2,8 @@
  *
  * Owns a thread, the rd_kafka_t and the forwarder's spool handle; it is the sole
  * caller of rd_kafka_poll. Claims records lane by lane in priority order (then by
- * sequence), keeps at most FORWARD_WINDOW records in flight, and deletes a record
+ * sequence), keeps at most FORWARD_WINDOW records in flight (none more while Kafka is
+ * unreachable: they wait in the spool, for the lanes and retention), deletes a record
  * only after its delivery report says Kafka has it. Transient errors are retried by
  * librdkafka itself in order (message.timeout.ms=0 = forever, so no idempotence gaps);
  * permanent errors (too large, unknown topic, not authorized) dead-letter the record. */

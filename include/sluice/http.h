@@ -33,7 +33,7 @@ void http_stop(struct http *h);
 
 /* The URL of path on the server listening at listen ("host:port"), for a client on
  * the same host: wildcard hosts (0.0.0.0, ::) become loopback. Writes at most outlen
- * bytes. 0, -EINVAL (listen is "" or not host:port) or -ENAMETOOLONG. */
+ * bytes. 0, -EINVAL (listen is "", port 0 or not host:port) or -ENAMETOOLONG. */
 int  http_local_url(const char *listen, const char *path, char *out, size_t outlen);
 /* GET url ("http://HOST[:PORT]/PATH", HOST a name, an IPv4 address or [IPv6]) over a
  * plain socket, HTTP/1.0, within timeout_ms overall. Returns 0 with the status code

@@ -37,7 +37,8 @@ typedef void (*ingest_notify_fn)(void *arg);
 int  ingest_create(struct ingest **out, const struct config *cfg, struct spool *sp,
                    ingest_notify_fn notify, void *notify_arg, struct err *err);
 /* Connects (in the background: reconnects forever with jittered exponential backoff
- * between 1 s and 30 s) and subscribes to the router's subscriptions at mqtt.qos. */
+ * between 1 s and 30 s) and subscribes to the router's subscriptions at mqtt.qos
+ * (qos 2 over MQTT 3.1.1 becomes 1: Paho would acknowledge it before our commit). */
 int  ingest_start(struct ingest *in, struct err *err);
 /* Stops taking messages: unsubscribe is not needed (the persistent session keeps
  * queueing at the broker); disconnects (waiting at most a few seconds), commits any

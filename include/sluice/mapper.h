@@ -37,6 +37,10 @@ enum mapper_result {
 
 int  mapper_create(struct mapper **out);
 void mapper_destroy(struct mapper *mp);
+/* For `sluice map`: stateful codecs read their state (Sparkplug aliases from the
+ * spool file, if it exists) but never create or write anything. Call before the
+ * first mapper_map. */
+void mapper_set_read_only(struct mapper *mp);
 
 /* Maps msg under cfg (borrowed). Returns a mapper_result (>= 0), or -ENOMEM.
  * rec's pointers borrow from mp and msg and are valid until the next call.

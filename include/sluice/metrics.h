@@ -53,6 +53,8 @@ struct metrics {
     atomic_uint_fast64_t spool_appends;
     atomic_uint_fast64_t spool_errors;
     atomic_uint_fast64_t config_reload_failures;
+    atomic_uint_fast64_t sparkplug_seq_gaps;       /* seq did not follow the node's last */
+    atomic_uint_fast64_t sparkplug_unknown_alias;  /* DATA with an alias or node unknown */
     atomic_uint_fast64_t latency[METRICS_LATENCY_BUCKETS + 1];  /* per bucket, not cumulative */
     atomic_uint_fast64_t latency_sum_ms;
     atomic_int           mqtt_connected;

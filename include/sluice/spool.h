@@ -26,6 +26,9 @@ struct spool_conf {
     const char            *path;
     enum config_durability durability;
     bool                   readonly;     /* `sluice spool stats`: never writes */
+    const struct config   *policy;       /* borrowed during the open: retention
+                                            (spool.max_bytes/max_age/when_full, lanes);
+                                            NULL = keep everything */
 };
 
 /* Opens (creating with mode 0600, parent directory 0700, when absent), migrates the
@@ -35,11 +38,23 @@ struct spool_conf {
 int  spool_open(struct spool **out, const struct spool_conf *conf, struct err *err);
 void spool_close(struct spool *sp);        /* NULL and half-built spools are fine */
 
+/* Replaces the retention policy with a copy of cfg's spool and lanes sections (on
+ * SIGHUP, by the thread that uses the handle). 0 or -ENOMEM (the old one stays). */
+int  spool_set_policy(struct spool *sp, const struct config *cfg);
+
 /* Appends a copy of rec and sets rec->seq. With commit true the row is committed
  * before return (the QoS 1/2 path: the PUBACK follows). With commit false it joins an
  * open transaction that spool_commit ends (the QoS 0 batch path). Errors: -ENOSPC
  * (disk or spool full), -EIO, with a sentence; the row is then not in the spool and
- * any open batch was rolled back (the count of rows lost is in err). */
+ * any open batch was rolled back (the count of rows lost is in err).
+ *
+ * Retention (spool.max_bytes): the spool's size is its live pages, (page_count -
+ * freelist_count) x page_size, which two header reads give per append. At or over
+ * max_bytes, when_full: drop_oldest first evicts whole batches of the oldest rows
+ * of the lowest-priority lane that has any (inside the open batch, if one is open),
+ * counting them in metrics.dropped[DROP_SPOOL_FULL]; when_full: backpressure
+ * returns -ENOSPC instead and leaves an open batch as it was. A record that is a
+ * dead letter also leaves a line in the dead-letter log (spool_dead_letters). */
 int  spool_append(struct spool *sp, struct record *rec, bool commit, struct err *err);
 int  spool_commit(struct spool *sp, struct err *err);      /* no-op without a batch */
 size_t spool_pending(const struct spool *sp);              /* rows in the open batch */
@@ -50,6 +65,32 @@ int64_t spool_pending_since_ms(const struct spool *sp);    /* mono ms the batch 
  * so the appending thread does not), but not concurrently with spool_close.
  * 0 or -errno. */
 int  spool_sync_wal(struct spool *sp);
+
+/* Evicts rows older than their lane's max_age (or spool.max_age), counting them in
+ * metrics.dropped[DROP_MAX_AGE], and logs the drops of both kinds in aggregate, one
+ * line per lane and reason at most every SPOOL_DROP_LOG_MS. Cheap when there is
+ * nothing to do (one seek per lane): call it about once a second, on the appending
+ * handle's thread, outside an append batch (it skips its work while one is open). */
+#define SPOOL_DROP_LOG_MS 10000
+int  spool_retain(struct spool *sp, int64_t now_ms, struct err *err);
+
+/* The dead-letter log: metadata of the last SPOOL_DEAD_KEEP dead letters (not their
+ * payloads), kept so they can be inspected while Kafka is unreachable. The ingest
+ * side adds undecodable messages (spool_append); the forwarder adds records Kafka
+ * rejected (spool_dead_note). */
+#define SPOOL_DEAD_KEEP 10000
+struct spool_dead {
+    int64_t  at_ms;          /* wall clock */
+    char     stage[16];      /* decode | route | kafka */
+    char     error[128];
+    char     mqtt_topic[256];
+    char     kafka_topic[256];   /* "" for decode/route dead letters */
+    uint64_t size;           /* bytes of the record */
+};
+int  spool_dead_note(struct spool *sp, const struct spool_dead *d, struct err *err);
+/* Calls fn for each kept dead letter, oldest first, until it returns non-zero. */
+int  spool_dead_letters(struct spool *sp, int (*fn)(const struct spool_dead *, void *),
+                        void *arg, struct err *err);
 
 /* Claimed rows: records whose pointers borrow from the batch until reset/fini. */
 struct spool_batch {

@@ -15,7 +15,7 @@ decode(const char *codec, const char *payload, size_t len, struct codec_out *out
     const struct codec *c = codec_find(codec);
 
     ck_assert_ptr_nonnull(c);
-    return c->decode("t", 1, payload, len, out, err);
+    return c->decode(NULL, "t", 1, payload, len, out, err);
 }
 
 START_TEST(test_codec_table_lists_raw_and_json)
@@ -23,7 +23,8 @@ START_TEST(test_codec_table_lists_raw_and_json)
     ck_assert_ptr_nonnull(codec_find("raw"));
     ck_assert_ptr_nonnull(codec_find("json"));
     ck_assert_ptr_null(codec_find("xml"));
-    ck_assert_ptr_null(codec_table[2]);
+    ck_assert_ptr_nonnull(codec_find("sparkplug"));
+    ck_assert_ptr_null(codec_table[3]);
 }
 END_TEST
 

@@ -18,7 +18,9 @@
 #include <unistd.h>
 
 #include "sluice/buf.h"
+#include "sluice/config.h"
 #include "sluice/err.h"
+#include "sluice/metrics.h"
 #include "sluice/record.h"
 #include "sluice/spool.h"
 
@@ -434,7 +436,7 @@ static const struct {
 } damaged[] = {
     { "not_a_database.spool", "not a sluice spool: file is not a database", true },
     { "truncated.spool",      "damaged", true },
-    { "future_version.spool", "schema version 999 is newer than this sluice (1)", true },
+    { "future_version.spool", "schema version 999 is newer than this sluice (2)", true },
     { "bitflip.spool",        "damaged (integrity check: *** in database main ***", false },
 };
 
@@ -636,6 +638,155 @@ START_TEST(test_spool_ingest_and_forwarder_handles_interleave)
 }
 END_TEST
 
+static int
+count_dead(const struct spool_dead *d, void *arg)
+{
+    ck_assert(d->stage[0] != '\0');
+    (*(size_t *)arg)++;
+    return 0;
+}
+
+/* A retention policy: urgent (priority 0) and bulk (priority 9, max_age bulk_age). */
+static void
+policy(struct config *cfg, struct config_lane *lanes, uint64_t max_bytes,
+       enum config_when_full wf, int64_t bulk_age)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    lanes[0] = (struct config_lane){ .name = "urgent", .priority = 0 };
+    lanes[1] = (struct config_lane){ .name = "bulk", .priority = 9, .max_age_ms = bulk_age };
+    cfg->lanes = lanes;
+    cfg->nlanes = 2;
+    cfg->spool.max_bytes = max_bytes;
+    cfg->spool.when_full = wf;
+}
+
+START_TEST(test_spool_max_age_evicts_only_old_rows_of_its_lane)
+{
+    struct spool *sp = open_rw();
+    struct spool_batch b;
+    struct config cfg;
+    struct config_lane lanes[2];
+    struct err err = {0};
+    uint64_t before = metrics_get(&metrics.dropped[DROP_MAX_AGE]);
+
+    policy(&cfg, lanes, 0, WHEN_FULL_DROP_OLDEST, 1000);
+    ck_assert_int_eq(spool_set_policy(sp, &cfg), 0);
+    for (int i = 1; i <= 10; i++) {
+        append(sp, "bulk", i, true);
+        append(sp, "urgent", i, true);
+    }
+    /* mkrec's ingest_ms is 1700000000500 + i: rows 1..5 are over 1 s old. */
+    ck_assert_int_eq(spool_retain(sp, 1700000000500 + 1000 + 6, &err), 0);
+    spool_batch_init(&b);
+    ck_assert_uint_eq(claim_all(sp, "bulk", &b), 5);
+    check_rec(&b.recs[0], "bulk", 6);
+    ck_assert_uint_eq(claim_all(sp, "urgent", &b), 10);    /* no max_age of its own */
+    ck_assert_uint_eq(metrics_get(&metrics.dropped[DROP_MAX_AGE]) - before, 5);
+    ck_assert_int_eq(spool_retain(sp, 1700000000500 + 1000 + 6, &err), 0);   /* idempotent */
+    ck_assert_uint_eq(claim_all(sp, "bulk", &b), 5);
+    spool_batch_fini(&b);
+    spool_close(sp);
+}
+END_TEST
+
+START_TEST(test_spool_drop_oldest_evicts_lowest_priority_lane_first)
+{
+    struct spool *sp = open_rw();
+    struct spool_batch b;
+    struct config cfg;
+    struct config_lane lanes[2];
+    struct spool_stats st;
+    struct err err = {0};
+    uint64_t before = metrics_get(&metrics.dropped[DROP_SPOOL_FULL]);
+    const int nu = 100, nb = 3000;
+    size_t kept;
+
+    policy(&cfg, lanes, 256 * 1024, WHEN_FULL_DROP_OLDEST, 0);
+    ck_assert_int_eq(spool_set_policy(sp, &cfg), 0);
+    for (int i = 0; i < nu; i++)
+        append(sp, "urgent", i, true);
+    for (int i = 0; i < nb; i++)
+        append(sp, "bulk", i, i % 10 == 9);       /* batches too */
+    ck_assert_int_eq(spool_commit(sp, &err), 0);
+    spool_batch_init(&b);
+    ck_assert_uint_eq(claim_all(sp, "urgent", &b), (size_t)nu);
+    kept = claim_all(sp, "bulk", &b);
+    ck_assert_uint_gt(kept, 100);
+    ck_assert_uint_lt(kept, (size_t)nb);
+    for (size_t i = 0; i < kept; i++)               /* the newest, in order */
+        check_rec(&b.recs[i], "bulk", nb - (int)kept + (int)i);
+    ck_assert_uint_eq(metrics_get(&metrics.dropped[DROP_SPOOL_FULL]) - before,
+                      (uint64_t)nb - kept);
+    ck_assert_int_eq(spool_stats(sp, &st, &err), 0);
+    spool_stats_fini(&st);
+    spool_batch_fini(&b);
+    spool_close(sp);
+}
+END_TEST
+
+START_TEST(test_spool_backpressure_refuses_then_takes_after_delete)
+{
+    struct spool *sp = open_rw();
+    struct spool_batch b;
+    struct config cfg;
+    struct config_lane lanes[2];
+    struct err err = {0};
+    struct mkrec m;
+    uint64_t seqs[200];
+    int rc = 0, i;
+
+    policy(&cfg, lanes, 128 * 1024, WHEN_FULL_BACKPRESSURE, 0);
+    ck_assert_int_eq(spool_set_policy(sp, &cfg), 0);
+    for (i = 0; i < 5000; i++)
+        if ((rc = spool_append(sp, mkrec(&m, "bulk", i), true, &err)) < 0)
+            break;
+    ck_assert_int_eq(rc, -ENOSPC);
+    ck_assert_msg(strstr(err.msg, "backpressure") != NULL, "%s", err.msg);
+    ck_assert_uint_eq(count_rows(sp, "bulk"), (uint64_t)i);    /* nothing dropped */
+    spool_batch_init(&b);
+    spool_batch_reset(&b);
+    ck_assert_int_eq(spool_claim(sp, "bulk", 0, 200, &b, &err), 0);
+    for (size_t k = 0; k < b.n; k++)
+        seqs[k] = b.recs[k].seq;
+    ck_assert_int_eq(spool_delete(sp, seqs, b.n, &err), 0);     /* the forwarder drains */
+    append(sp, "bulk", i, true);
+    spool_batch_fini(&b);
+    spool_close(sp);
+}
+END_TEST
+
+START_TEST(test_spool_dead_letter_log_is_listed_and_bounded)
+{
+    struct spool *sp = open_rw();
+    struct err err = {0};
+    struct mkrec m;
+    struct spool_dead d = { .at_ms = 1, .size = 7 };
+    struct record *r = mkrec(&m, "dl", 1);
+    char hdrs[128];
+    size_t n = 0;
+    struct buf hb;
+
+    buf_init(&hb);
+    ck_assert_int_eq(record_hdrs_add(&hb, "error", 5, "bad json", 8), 0);
+    ck_assert_int_eq(record_hdrs_add(&hb, "error.stage", 11, "decode", 6), 0);
+    ck_assert_uint_lt(hb.len, sizeof(hdrs));
+    memcpy(hdrs, hb.data, hb.len);
+    r->hdrs = hdrs;
+    r->hdrs_len = hb.len;
+    r->dead_letter = true;
+    ck_assert_int_eq(spool_append(sp, r, true, &err), 0);
+    snprintf(d.stage, sizeof(d.stage), "kafka");
+    snprintf(d.error, sizeof(d.error), "MSG_SIZE_TOO_LARGE");
+    snprintf(d.kafka_topic, sizeof(d.kafka_topic), "t");
+    for (int i = 0; i < SPOOL_DEAD_KEEP + 5; i++)
+        ck_assert_int_eq(spool_dead_note(sp, &d, &err), 0);
+    ck_assert_int_eq(spool_dead_letters(sp, count_dead, &n, &err), 0);
+    ck_assert_uint_eq(n, SPOOL_DEAD_KEEP);          /* the decode one was trimmed */
+    buf_fini(&hb);
+    spool_close(sp);
+}
+END_TEST
+
 #ifdef SLUICE_FAULT_SEAMS
 START_TEST(test_spool_commit_fault_returns_eio_then_recovers)
 {
@@ -768,6 +919,10 @@ spool_suite(void)
     tcase_add_test(tc, test_spool_readonly_stats_while_another_handle_writes);
     tcase_add_test(tc, test_spool_readonly_missing_file);
     tcase_add_test(tc, test_spool_ingest_and_forwarder_handles_interleave);
+    tcase_add_test(tc, test_spool_max_age_evicts_only_old_rows_of_its_lane);
+    tcase_add_test(tc, test_spool_drop_oldest_evicts_lowest_priority_lane_first);
+    tcase_add_test(tc, test_spool_backpressure_refuses_then_takes_after_delete);
+    tcase_add_test(tc, test_spool_dead_letter_log_is_listed_and_bounded);
 #ifdef SLUICE_FAULT_SEAMS
     tcase_add_test(tc, test_spool_commit_fault_returns_eio_then_recovers);
     tcase_add_test(tc, test_spool_full_disk_enospc_then_recovers);
