@@ -4,7 +4,10 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 MESON_OPTS ?= -Dfault_seams=true --werror
 
-.PHONY: all deps build test unit integration asan demo bench clean
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps build test unit integration asan fuzz valgrind demo bench clean
 
 all: build
 
@@ -35,6 +38,21 @@ asan: deps $(ASAN_BUILD)/build.ninja
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 2 --timeout-multiplier 3
 
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang meson setup $(FUZZ_BUILD) $(MESON_OPTS) -Dfuzz=true -Db_sanitize=address,undefined \
+	  -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link
+
+# The libFuzzer targets (tests/fuzz/fuzz_*.c), FUZZ_SECONDS each, over a scratch copy
+# of their checked-in corpus; any crash, leak, UB or timeout fails. The library code is
+# built with -fsanitize=fuzzer-no-link so coverage guides the fuzzer through it too.
+fuzz: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzz $(FUZZ_BUILD)
+
+# The unit suite under valgrind memcheck (tests/meson.build: test setup 'valgrind').
+valgrind: build
+	meson test -C $(BUILD) --print-errorlogs --setup valgrind --suite unit
+
 demo: build
 	scripts/demo $(BUILD)
 
@@ -42,4 +60,4 @@ bench: build
 	bench/run-route.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
