@@ -30,6 +30,26 @@
  * header sparkplug.warning (seq-gap, no-birth, unknown-alias). The record still goes
  * to Kafka: the data is valid, only its names are missing.
  *
+ * BIRTH durability. A BIRTH's alias map must be on disk before the BIRTH is
+ * committed to the spool: otherwise a crash after the BIRTH went to Kafka but before
+ * its aliases were written leaves every later DATA nameless (and the edge node will
+ * not send another BIRTH by itself). BIRTHs usually come at QoS 0, and ingest keeps
+ * QoS 0 rows in an open spool transaction whose write lock our own connection would
+ * wait for in vain. So before a BIRTH the codec calls hooks.before_write, with which
+ * ingest commits that batch; the alias rows are then written (waiting up to
+ * SPARKPLUG_STATE_BIRTH_BUSY_MS for the forwarder's deletes), and only then does the
+ * mapper hand the BIRTH record to the spool. Writing the alias rows through the
+ * spool's own transaction would save that commit, but would tie the state to the
+ * spool's connection and batching; BIRTHs are rare, one commit each is cheap.
+ *
+ * Rebirth requests (config sparkplug.request_rebirth). DATA from a node without a
+ * known BIRTH, with a seq gap or with an alias its BIRTH did not define makes the
+ * codec ask the node for its BIRTHs again, as a Sparkplug host does: an NCMD on
+ * spBv1.0/{group}/NCMD/{edge_node} with the one metric "Node Control/Rebirth" =
+ * true, published at QoS 0 through hooks.publish (ingest queues it and sends it
+ * after the message, never blocking the receive thread), at most once per
+ * rebirth_interval per edge node. Counted in metrics.sparkplug_rebirths.
+ *
  * Hostile payloads: protobuf-c unpacks nested messages recursively without a bound,
  * and Template -> Metric -> Template nests without one, so the wire is first walked
  * with the generated descriptors and anything nested deeper than SPB_MAX_DEPTH, or
@@ -44,7 +64,9 @@
 
 #include "sparkplug_b.pb-c.h"
 #include "sluice/buf.h"
+#include "sluice/clock.h"
 #include "sluice/codec.h"
+#include "sluice/config.h"
 #include "sluice/err.h"
 #include "sluice/metrics.h"
 #include "sluice/sparkplug_state.h"
@@ -815,11 +837,77 @@ spb_release(struct codec_out *out)
     memset(out, 0, sizeof(*out));
 }
 
+/* The host behaviour env asks for. `sluice map` (read_only) never publishes. */
+static void
+spb_configure(void *state, const struct codec_env *env)
+{
+    const struct codec_hooks *hk = env->read_only ? NULL : env->hooks;
+    struct sparkplug_host host = { hk, 0, 0 };
+
+    if (hk != NULL && hk->publish != NULL && env->cfg != NULL &&
+        env->cfg->sparkplug.request_rebirth)
+        host.rebirth_interval_ms = env->cfg->sparkplug.rebirth_interval_ms;
+    if (hk != NULL && hk->before_write != NULL)
+        host.birth_busy_ms = SPARKPLUG_STATE_BIRTH_BUSY_MS;
+    sparkplug_state_set_host(state, &host);
+}
+
 static int
 spb_create(void **state, const struct codec_env *env, struct err *err)
 {
-    return sparkplug_state_open((struct sparkplug_state **)state, env->state_path,
-                                env->read_only, err);
+    int rc;
+
+    /* Opening writes too (journal mode, CREATE TABLE), and would otherwise wait in
+     * vain for a QoS 0 batch that is open on this very thread. */
+    if (!env->read_only && env->state_path != NULL && env->hooks != NULL &&
+        env->hooks->before_write != NULL)
+        env->hooks->before_write(env->hooks->arg);
+    rc = sparkplug_state_open((struct sparkplug_state **)state, env->state_path,
+                              env->read_only, err);
+    if (rc == 0)
+        spb_configure(*state, env);
+    return rc;
+}
+
+/* Publishes the Rebirth NCMD to (group, edge) when the host asks for rebirths and
+ * none went to that node within the interval. Best effort: a lost command is
+ * repeated by the node's next unnamed DATA after the interval. */
+static void
+spb_request_rebirth(struct sparkplug_state *st, const char *group, const char *edge)
+{
+    const struct sparkplug_host *host = sparkplug_state_host(st);
+    SpbPayload pl = ORG__ECLIPSE__TAHU__PROTOBUF__PAYLOAD__INIT;
+    SpbMetric m = ORG__ECLIPSE__TAHU__PROTOBUF__PAYLOAD__METRIC__INIT;
+    SpbMetric *mv[1] = { &m };
+    char topic[2 * SPB_MAX_LEVEL + 32];
+    uint8_t wire[128];
+    uint64_t now;
+    size_t n;
+
+    if (host->rebirth_interval_ms <= 0 || host->hooks == NULL || host->hooks->publish == NULL)
+        return;
+    if (!sparkplug_state_rebirth_due(st, group, edge, clock_mono_ms(),
+                                     host->rebirth_interval_ms))
+        return;
+    now = (uint64_t)clock_wall_ms();
+    /* Sparkplug 3.0: an NCMD carries a timestamp and no seq. */
+    m.name = (char *)"Node Control/Rebirth";
+    m.has_timestamp = true;
+    m.timestamp = now;
+    m.has_datatype = true;
+    m.datatype = DT_BOOLEAN;
+    m.value_case = ORG__ECLIPSE__TAHU__PROTOBUF__PAYLOAD__METRIC__VALUE_BOOLEAN_VALUE;
+    m.boolean_value = true;
+    pl.has_timestamp = true;
+    pl.timestamp = now;
+    pl.n_metrics = 1;
+    pl.metrics = mv;
+    if (org__eclipse__tahu__protobuf__payload__get_packed_size(&pl) > sizeof(wire))
+        return;
+    n = org__eclipse__tahu__protobuf__payload__pack(&pl, wire);
+    snprintf(topic, sizeof(topic), "spBv1.0/%s/NCMD/%s", group, edge);
+    if (host->hooks->publish(host->hooks->arg, topic, wire, n) == 0)
+        metrics_add(&metrics.sparkplug_rebirths, 1);
 }
 
 static void
@@ -887,6 +975,7 @@ spb_decode(void *state, const char *topic, size_t topic_len, const void *payload
 {
     struct sparkplug_state *st = state;
     const struct sparkplug_scope *sc = NULL;
+    const struct codec_hooks *hooks;
     const char *lv[6];
     size_t ll[6], nlv;
     char group[SPB_MAX_LEVEL + 1], edge[SPB_MAX_LEVEL + 1], dev[SPB_MAX_LEVEL + 1];
@@ -964,6 +1053,9 @@ spb_decode(void *state, const char *topic, size_t topic_len, const void *payload
                 defs[n++] = (struct sparkplug_metric_def){ m->name, m->has_alias, m->alias,
                                                            m->has_datatype ? m->datatype : 0 };
             }
+            hooks = sparkplug_state_host(st)->hooks;
+            if (hooks != NULL && hooks->before_write != NULL)
+                hooks->before_write(hooks->arg);   /* see "BIRTH durability" on top */
             rc = sparkplug_state_birth(st, group, edge, dev, defs, n);
             free(defs);
             if (rc == -ENOMEM) {
@@ -1030,6 +1122,8 @@ spb_decode(void *state, const char *topic, size_t topic_len, const void *payload
             metrics_add(&metrics.sparkplug_unknown_alias, 1);
         out->hdrs[0] = (struct record_header){ "sparkplug.warning", 17, t, strlen(t) };
         out->nhdrs = 1;
+        if (type == SPB_NDATA || type == SPB_DDATA)
+            spb_request_rebirth(st, group, edge);
     }
     return 0;
 }
@@ -1040,6 +1134,7 @@ const struct codec codec_sparkplug = {
     .ncapture_names = sizeof(spb_capture_names) / sizeof(spb_capture_names[0]),
     .create = spb_create,
     .destroy = spb_destroy,
+    .configure = spb_configure,
     .decode = spb_decode,
     .release = spb_release,
 };

@@ -25,6 +25,7 @@
  * immutable and may be read from any thread. */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -40,6 +41,7 @@
 #include "sluice/codec.h"
 #include "sluice/config.h"
 #include "sluice/err.h"
+#include "sluice/filter.h"
 #include "sluice/jpath.h"
 #include "sluice/route.h"
 #include "sluice/tmpl.h"
@@ -100,6 +102,8 @@ static const struct enum_name when_full_names[] = {
     { NULL, 0 } };
 static const struct enum_name durability_names[] = {
     { "process", DURABILITY_PROCESS }, { "power", DURABILITY_POWER }, { NULL, 0 } };
+static const struct enum_name on_corrupt_names[] = {
+    { "fail", ON_CORRUPT_FAIL }, { "quarantine", ON_CORRUPT_QUARANTINE }, { NULL, 0 } };
 static const struct enum_name log_level_names[] = {
     { "error", LOG_ERROR }, { "warn", LOG_WARN }, { "info", LOG_INFO },
     { "debug", LOG_DEBUG }, { NULL, 0 } };
@@ -171,6 +175,8 @@ static const struct field spool_fields[] = {
                "process (WAL fsync every sync_interval) or power (fsync before every ack)"),
     FIELD("sync_interval", F_DURATION, "200ms", CO(spool.sync_interval_ms),
           "the most a power cut can lose with durability process"),
+    FIELD_ENUM("on_corrupt", "fail", CO(spool.on_corrupt), on_corrupt_names,
+               "a damaged spool at start: fail (exit 74) or quarantine (move aside, start fresh)"),
     FIELD_END,
 };
 
@@ -200,6 +206,14 @@ static const struct field log_fields[] = {
     FIELD_END,
 };
 
+static const struct field sparkplug_fields[] = {
+    FIELD("request_rebirth", F_BOOL, "false", CO(sparkplug.request_rebirth),
+          "publish a Rebirth NCMD for DATA sluice cannot name (no BIRTH, seq gap...)"),
+    FIELD("rebirth_interval", F_DURATION, "30s", CO(sparkplug.rebirth_interval_ms),
+          "at most one Rebirth request per edge node per this interval"),
+    FIELD_END,
+};
+
 static const struct field root_fields[] = {
     FIELD("instance", F_STR, NULL, CO(instance),
           "names this bridge; default: the host name"),
@@ -212,6 +226,7 @@ static const struct field root_fields[] = {
     FIELD_SECTION("dead_letter", dead_letter_fields, "where bad records go"),
     FIELD_SECTION("http", http_fields, "metrics and health endpoints"),
     FIELD_SECTION("log", log_fields, "log lines on stderr"),
+    FIELD_SECTION("sparkplug", sparkplug_fields, "Sparkplug B host behaviour"),
     FIELD("routes", F_LIST, NULL, 0,
           "MQTT topic -> Kafka record rules, first match wins"),
     FIELD_END,
@@ -219,22 +234,38 @@ static const struct field root_fields[] = {
 
 #define LO(m) offsetof(struct config_lane, m)
 
+static const struct enum_name compact_names[] = {
+    { "none", COMPACT_NONE }, { "latest_per_key", COMPACT_LATEST_PER_KEY }, { NULL, 0 } };
+
 static const struct field lane_fields[] = {
     FIELD_INT("priority", "5", LO(priority), 0, 9,
               "lower drains first"),
     FIELD("max_age", F_DURATION, "0", LO(max_age_ms),
           "record age limit for this lane; 0 = spool.max_age"),
+    FIELD_ENUM("compact", "none", LO(compact), compact_names,
+               "latest_per_key: keep only the newest waiting record per Kafka key"),
     FIELD_END,
 };
 
 /* A route as written, before compiling: the walker fills it, route_build compiles. */
 struct route_src {
-    char *name, *match, *format, *topic, *key, *timestamp, *lane;
+    char *name, *match, *format, *topic, *key, *timestamp, *lane, *where;
+    char *db_field, *db_abs, *db_pct;   /* deadband: section, numbers checked later */
     int   ts_unit;
     bool  envelope;
 };
 
 #define RO(m) offsetof(struct route_src, m)
+
+static const struct field deadband_fields[] = {
+    FIELD("field", F_STR, NULL, RO(db_field),
+          "JSON path of the numeric value"),
+    FIELD("abs", F_STR, NULL, RO(db_abs),
+          "forward when the value moved more than this"),
+    FIELD("pct", F_STR, NULL, RO(db_pct),
+          "... or more than this percent of the last forwarded value"),
+    FIELD_END,
+};
 
 static const struct field route_fields[] = {
     FIELD("name", F_STR, NULL, RO(name),
@@ -257,6 +288,10 @@ static const struct field route_fields[] = {
           "value = {topic, captures, payload} (json, sparkplug)"),
     FIELD("headers", F_MAP, NULL, 0,
           "extra Kafka headers: name -> template"),
+    FIELD("where", F_STR, NULL, RO(where),
+          "keep only messages this condition holds for (see docs/edge.md)"),
+    FIELD_SECTION("deadband", deadband_fields,
+                  "forward a value only when it moved past a band, per Kafka key"),
     FIELD_END,
 };
 
@@ -1035,6 +1070,9 @@ check_misc(struct loader *ld)
     if (cfg->spool.sync_interval_ms <= 0)
         diag(ld, node_at(ld, "spool.sync_interval"), "spool.sync_interval",
              "must be greater than 0");
+    if (cfg->sparkplug.rebirth_interval_ms < 1000)
+        diag(ld, node_at(ld, "sparkplug.rebirth_interval"), "sparkplug.rebirth_interval",
+             "must be at least 1s (it rate-limits the Rebirth requests to each edge node)");
     if (!is_kafka_topic(cfg->dead_letter_topic))
         diag(ld, node_at(ld, "dead_letter.topic"), "dead_letter.topic",
              "'%s' is not a legal Kafka topic name (1 to 249 letters, digits, '.', '_' or '-')",
@@ -1117,8 +1155,11 @@ build_properties(struct loader *ld)
         }
         if (substitute(ld, vn, path, &val) < 0)
             continue;
+        /* Every spelling librdkafka reads as false (rd_kafka_anyconf_set_prop0:
+         * "false", "f", any case, or "0"); anything else it rejects itself. */
         if (strcmp(key, "enable.ssl.certificate.verification") == 0 && !k->insecure &&
-            (strcasecmp(val, "false") == 0 || strcmp(val, "0") == 0)) {
+            (strcasecmp(val, "false") == 0 || strcasecmp(val, "f") == 0 ||
+             strcmp(val, "0") == 0)) {
             diag(ld, vn, path, "turning off certificate verification needs kafka.insecure: true");
             free_secret(val);
             continue;
@@ -1283,6 +1324,45 @@ build_headers(struct loader *ld, struct config_route *r, const char *rpath,
     }
 }
 
+/* Compiles the route's where: condition. An error points at the offending token
+ * when the scalar sits on one line and its text is the file's text (plain, or quoted
+ * without escapes, and no ${VAR}); otherwise at the scalar, the column within the
+ * condition being in the message either way. */
+static void
+build_where(struct loader *ld, struct config_route *r, const char *rpath, const char *text,
+            const char *const *names, size_t nnames, bool raw)
+{
+    char path[KEYPATH_MAX];
+    const yaml_node_t *at;
+    size_t col = 1, span, quotes;
+    int line, c;
+    struct err e;
+    int rc;
+
+    child_path(path, sizeof(path), rpath, "where");
+    at = node_at(ld, path);
+    err_clear(&e);
+    if ((rc = filter_compile(&r->where, text, names, nnames, !raw, &e, &col)) == 0)
+        return;
+    if (rc == -ENOMEM)
+        ld->oom = true;
+    if (at == NULL) {
+        diag(ld, NULL, path, "%s", e.msg);
+        return;
+    }
+    line = (int)at->start_mark.line + 1;
+    c = (int)at->start_mark.column + 1;
+    quotes = at->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? 0 : 1;
+    span = at->end_mark.index - at->start_mark.index;
+    if (at->start_mark.line == at->end_mark.line && span == strlen(text) + 2 * quotes &&
+        (at->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ||
+         at->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+         at->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE) &&
+        strcmp(scalar(at), text) == 0)
+        c += (int)(quotes + col - 1);
+    diag_at(ld, line, c, path, "%s", e.msg);
+}
+
 static void
 codec_names(char *out, size_t cap)
 {
@@ -1301,6 +1381,72 @@ route_key_absent(const struct loader *ld, const char *rpath, const char *key)
 
     child_path(path, sizeof(path), rpath, key);
     return is_null(node_at(ld, path));
+}
+
+/* One band of deadband: (abs or pct): a finite number >= 0. */
+static bool
+deadband_number(struct loader *ld, const char *dpath, const char *key, const char *text,
+                double *out)
+{
+    char path[KEYPATH_MAX], *end;
+    double v;
+
+    child_path(path, sizeof(path), dpath, key);
+    errno = 0;
+    v = strtod(text, &end);
+    if (end == text || *end != '\0' || errno != 0 || !isfinite(v) || v < 0) {
+        diag(ld, node_at(ld, path), path, "expected a number >= 0, got '%s'", text);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static void
+build_deadband(struct loader *ld, struct config_route *r, const char *rpath,
+               const struct route_src *rs, bool raw)
+{
+    char dpath[KEYPATH_MAX], path[KEYPATH_MAX];
+    const yaml_node_t *at;
+    struct err e;
+    bool ok = true;
+    int rc;
+
+    child_path(dpath, sizeof(dpath), rpath, "deadband");
+    if (is_null(at = node_at(ld, dpath)) || at->type != YAML_MAPPING_NODE)
+        return;
+    if (rs->db_field == NULL && route_key_absent(ld, dpath, "field")) {
+        diag(ld, at, dpath, "missing required key 'field' (the JSON path of the value)");
+        ok = false;
+    }
+    if (rs->db_abs == NULL && rs->db_pct == NULL && route_key_absent(ld, dpath, "abs") &&
+        route_key_absent(ld, dpath, "pct")) {
+        diag(ld, at, dpath, "give the band: abs (an amount), pct (a percent of the last "
+                            "forwarded value) or both");
+        ok = false;
+    }
+    if (rs->db_abs != NULL && !deadband_number(ld, dpath, "abs", rs->db_abs, &r->deadband_abs))
+        ok = false;
+    if (rs->db_pct != NULL && !deadband_number(ld, dpath, "pct", rs->db_pct, &r->deadband_pct))
+        ok = false;
+    if (rs->db_field != NULL) {
+        child_path(path, sizeof(path), dpath, "field");
+        err_clear(&e);
+        if (raw) {
+            diag(ld, node_at(ld, path), path,
+                 "format raw has no JSON document to read the value from (use format: json)");
+            ok = false;
+        } else if ((rc = jpath_compile(&r->deadband_field, rs->db_field, &e)) < 0) {
+            if (rc == -ENOMEM)
+                ld->oom = true;
+            diag(ld, node_at(ld, path), path, "%s", e.msg);
+            ok = false;
+        }
+    }
+    if (!ok) {
+        jpath_destroy(r->deadband_field);
+        r->deadband_field = NULL;
+    }
 }
 
 static void
@@ -1407,9 +1553,18 @@ build_route(struct loader *ld, yaml_node_t *node, size_t idx)
             if (r->key != NULL && raw && tmpl_uses_json(r->key))
                 diag(ld, node_at(ld, path), path,
                      "format raw has no JSON document to read '$.' paths from (use format: json)");
+        } else if (r->codec != NULL && strcmp(r->codec->name, "sparkplug") == 0) {
+            /* Sparkplug's natural identity: one partition per device keeps its order. */
+            child_path(path, sizeof(path), rpath, "key");
+            r->key = compile_tmpl(ld, "{group}/{edge_node}/{device}", names, nnames,
+                                  node_at(ld, rpath), path);
         }
         build_headers(ld, r, rpath, names, nnames, raw);
+        if (rs.where != NULL)
+            build_where(ld, r, rpath, rs.where, names, nnames, raw);
     }
+
+    build_deadband(ld, r, rpath, &rs, raw);
 
     if (rs.timestamp != NULL) {
         child_path(path, sizeof(path), rpath, "timestamp");
@@ -1708,6 +1863,8 @@ config_destroy(struct config *cfg)
         tmpl_destroy(r->topic);
         tmpl_destroy(r->key);
         jpath_destroy(r->timestamp);
+        filter_destroy(r->where);
+        jpath_destroy(r->deadband_field);
         for (size_t j = 0; j < r->nheaders; j++) {
             free(r->headers[j].name);
             tmpl_destroy(r->headers[j].value);
@@ -1830,6 +1987,17 @@ print_routes(FILE *f, const struct config *cfg)
         }
         if (r->envelope)
             fputs("    envelope: true\n", f);
+        if (r->where != NULL) {
+            fputs("    where: ", f);
+            print_quoted(f, filter_text(r->where));
+            fputc('\n', f);
+        }
+        if (r->deadband_field != NULL) {
+            fputs("    deadband:\n      field: ", f);
+            print_quoted(f, jpath_text(r->deadband_field));
+            fprintf(f, "\n      abs: %.17g\n      pct: %.17g\n", r->deadband_abs,
+                    r->deadband_pct);
+        }
         fputs("    lane: ", f);
         print_quoted(f, cfg->lanes[r->lane].name);
         fputc('\n', f);
@@ -1929,8 +2097,16 @@ config_print_summary(const struct config *cfg, FILE *f)
         if (r->timestamp != NULL)
             fprintf(f, "       time:   %s (%s)\n", jpath_text(r->timestamp),
                     enum_name_of(ts_unit_names, (int)r->timestamp_unit));
-        fprintf(f, "       lane:   %s (priority %d)\n", cfg->lanes[r->lane].name,
-                cfg->lanes[r->lane].priority);
+        if (r->where != NULL)
+            fprintf(f, "       where:  %s\n", filter_text(r->where));
+        if (r->deadband_field != NULL)
+            fprintf(f, "       deadband: %s moved more than max(abs %g, %g%% of the last "
+                       "forwarded) per key\n", jpath_text(r->deadband_field),
+                    r->deadband_abs, r->deadband_pct);
+        fprintf(f, "       lane:   %s (priority %d%s)\n", cfg->lanes[r->lane].name,
+                cfg->lanes[r->lane].priority,
+                cfg->lanes[r->lane].compact == COMPACT_LATEST_PER_KEY
+                    ? ", compact: latest_per_key" : "");
     }
     fprintf(f, "subscriptions (qos %d):\n", cfg->mqtt.qos);
     for (size_t i = 0; i < nsubs; i++) {

@@ -566,6 +566,25 @@ http_render_metrics(struct http *h, struct buf *b)
     http_put_head(b, "sluice_kafka_delivered_total", "counter",
                   "Records Kafka acknowledged, by route.");
     http_render_route_counter(b, "sluice_kafka_delivered_total", metrics.delivered, names);
+    http_put_head(b, "sluice_filtered_total", "counter",
+                  "MQTT messages a route's where: condition dropped, by route.");
+    http_render_route_counter(b, "sluice_filtered_total", metrics.filtered, names);
+    http_put_head(b, "sluice_deadband_suppressed_total", "counter",
+                  "MQTT messages a route's deadband dropped (the value moved too little), "
+                  "by route.");
+    http_render_route_counter(b, "sluice_deadband_suppressed_total",
+                              metrics.deadband_suppressed, names);
+    http_put_head(b, "sluice_deadband_not_numeric_total", "counter",
+                  "Messages forwarded unchecked because the deadband field was absent or "
+                  "not a number, by route.");
+    http_render_route_counter(b, "sluice_deadband_not_numeric_total",
+                              metrics.deadband_not_numeric, names);
+    http_put_head(b, "sluice_compacted_total", "counter",
+                  "Waiting records deleted because a newer record of the same Kafka key "
+                  "arrived (lanes with compact: latest_per_key), by lane.");
+    for (size_t i = 0; i < names->nlanes && i < METRICS_MAX_LANES; i++)
+        http_put_labeled(b, "sluice_compacted_total", "lane", names->lanes[i],
+                         metrics_get(&metrics.compacted[i]));
     http_put_head(b, "sluice_forward_bytes_total", "counter",
                   "Key, value and header bytes of the records Kafka acknowledged.");
     buf_printf(b, "sluice_forward_bytes_total %" PRIu64 "\n", metrics_get(&metrics.forward_bytes));
@@ -599,6 +618,19 @@ http_render_metrics(struct http *h, struct buf *b)
     http_put_head(b, "sluice_spool_errors_total", "counter",
                   "Failed spool appends and commits (each retry counts).");
     buf_printf(b, "sluice_spool_errors_total %" PRIu64 "\n", metrics_get(&metrics.spool_errors));
+    http_put_head(b, "sluice_sparkplug_seq_gaps_total", "counter",
+                  "Sparkplug messages whose seq did not follow the edge node's previous one.");
+    buf_printf(b, "sluice_sparkplug_seq_gaps_total %" PRIu64 "\n",
+               metrics_get(&metrics.sparkplug_seq_gaps));
+    http_put_head(b, "sluice_sparkplug_unknown_alias_total", "counter",
+                  "Sparkplug DATA with a metric alias or a node/device BIRTH sluice does "
+                  "not know.");
+    buf_printf(b, "sluice_sparkplug_unknown_alias_total %" PRIu64 "\n",
+               metrics_get(&metrics.sparkplug_unknown_alias));
+    http_put_head(b, "sluice_sparkplug_rebirth_requests_total", "counter",
+                  "Sparkplug Rebirth NCMDs published (sparkplug.request_rebirth).");
+    buf_printf(b, "sluice_sparkplug_rebirth_requests_total %" PRIu64 "\n",
+               metrics_get(&metrics.sparkplug_rebirths));
     http_put_head(b, "sluice_config_reload_failures_total", "counter",
                   "SIGHUP reloads rejected because the new config was invalid.");
     buf_printf(b, "sluice_config_reload_failures_total %" PRIu64 "\n",

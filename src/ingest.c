@@ -51,7 +51,15 @@
  * pointer swap, so once that returns no callback still uses the old config (a retrying
  * callback drops mu while it sleeps and maps the message again afterwards). Paho
  * itself holds its global mutex while it runs our callbacks, so the order is always
- * Paho's mutex, then mu: we never call a Paho function while holding mu. */
+ * Paho's mutex, then mu: we never call a Paho function while holding mu.
+ *
+ * Codec hooks (codec.h). The mapper's codecs run under mu and get two hooks from us:
+ * before_write commits the open QoS 0 batch, so that a Sparkplug BIRTH's alias rows
+ * (written on the codec's own connection) are durable before the BIRTH itself is
+ * appended (see codec_sparkplug.c); publish queues a message (a Sparkplug Rebirth
+ * NCMD) that the callback sends with MQTTAsync_sendMessage after dropping mu, per
+ * the rule above. QoS 0 sends only queue inside Paho, so the receive thread never
+ * waits for the network. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -67,6 +75,7 @@
 #include <MQTTAsync.h>
 
 #include "sluice/clock.h"
+#include "sluice/codec.h"
 #include "sluice/config.h"
 #include "sluice/err.h"
 #include "sluice/ingest.h"
@@ -88,6 +97,7 @@
 #define INGEST_DESTROY_WAIT_MS  5000   /* how long destroy waits for a stuck callback */
 #define INGEST_LOG_EVERY_MS     10000  /* rate limit of repeated errors */
 #define INGEST_RETAIN_MS        1000   /* spool max_age check interval */
+#define INGEST_OUTBOX_MAX       16     /* codec publishes queued per message */
 
 static const char *const COMP = "ingest";
 
@@ -97,6 +107,13 @@ enum ingest_conn {
     CONN_UP,           /* connected */
     CONN_WAIT,         /* waiting for retry_at to reconnect */
     CONN_STOPPED,      /* ingest_stop: never reconnect */
+};
+
+/* A message a codec asked us to publish (owned copies). */
+struct ingest_pub {
+    char   *topic;
+    void   *payload;
+    size_t  len;
 };
 
 /* A list of owned filter strings. */
@@ -144,7 +161,15 @@ struct ingest {
     bool     in_cb;                     /* the receive thread is in messageArrived */
     bool     stalled;                   /* ... and retrying a failed append */
 
+    struct codec_hooks hooks;           /* lent to the mapper's codecs */
+    struct ingest_pub  outbox[INGEST_OUTBOX_MAX];  /* queued under mu by hooks.publish */
+    size_t   noutbox;
+    bool     hook_committed;            /* hooks.before_write committed a batch */
+
     struct log_limiter lim_spool, lim_connect, lim_noroute, lim_tls, lim_dead;
+    struct log_limiter lim_host;       /* the wrong-host hint; under mu */
+    atomic_bool tls_err_seen;          /* OpenSSL reported an error this attempt */
+    struct log_limiter lim_publish;     /* receive thread only, without mu */
 };
 
 /* ---- small helpers ------------------------------------------------------------ */
@@ -310,6 +335,7 @@ ingest_on_ssl_error(const char *str, size_t len, void *ctx)
 
     while (len > 0 && (str[len - 1] == '\n' || str[len - 1] == '\0'))
         len--;
+    atomic_store(&in->tls_err_seen, true);
     log_limited(&in->lim_tls, INGEST_LOG_EVERY_MS, LOG_WARN, COMP, "tls: %.*s", (int)len, str);
     return 0;
 }
@@ -360,6 +386,7 @@ ingest_connect(struct ingest *in, struct err *err)
         ssl.ssl_error_context = in;
         o->ssl = &ssl;
     }
+    atomic_store(&in->tls_err_seen, false);
     rc = MQTTAsync_connect(in->client, o);
     MQTTProperties_free(&props);
     if (rc != MQTTASYNC_SUCCESS)
@@ -570,6 +597,23 @@ ingest_connect_failed(struct ingest *in, const char *why)
         log_limited(&in->lim_connect, INGEST_LOG_EVERY_MS, LOG_WARN, COMP,
                     "cannot connect to %s (%s); retrying in %" PRId64 " ms", in->url, why,
                     delay);
+        /* Paho checks the host name itself after the handshake (X509_check_host, then
+         * X509_check_ip_asc) and fails with its bare "TCP/TLS connect failure", leaving
+         * nothing on OpenSSL's error queue for ingest_on_ssl_error: say the likely why.
+         * A broker that is down fails the same way, hence "if the broker is up". */
+        if (in->tls && in->tls_verify && strstr(why, "TCP/TLS") != NULL &&
+            !atomic_load(&in->tls_err_seen)) {
+            /* scheme://host:port or scheme://[v6]:port: the name Paho checks. */
+            const char *h = strstr(in->url, "://");
+            size_t n;
+            h = h != NULL ? h + 3 : in->url;
+            n = *h == '[' ? strcspn(h, "]") + 1 : strcspn(h, ":/");
+            log_limited(&in->lim_host, INGEST_LOG_EVERY_MS, LOG_WARN, COMP,
+                        "tls: connect to %s failed without an OpenSSL error: if the broker "
+                        "is up, its certificate may not match host %.*s (hostname "
+                        "verification failed? check the certificate's subjectAltName)",
+                        in->url, (int)n, h);
+        }
     }
     pthread_mutex_unlock(&in->mu);
 }
@@ -671,9 +715,68 @@ ingest_commit_batch_locked(struct ingest *in)
         metrics_set_spool_state(SPOOL_STATE_FAILING);
         log_limited(&in->lim_spool, INGEST_LOG_EVERY_MS, LOG_ERROR, COMP,
                     "commit of %zu QoS 0 message(s) failed, they are lost: %s", n, e.msg);
+        mapper_state_reset(in->mp);   /* the batch's route state went with it */
         return false;
     }
     return true;
+}
+
+/* hooks.before_write: from mapper_map, under mu. */
+static void
+ingest_hook_before_write(void *arg)
+{
+    struct ingest *in = arg;
+
+    if (ingest_commit_batch_locked(in))
+        in->hook_committed = true;
+}
+
+/* hooks.publish: from mapper_map, under mu, so only queued here. */
+static int
+ingest_hook_publish(void *arg, const char *topic, const void *payload, size_t len)
+{
+    struct ingest *in = arg;
+    struct ingest_pub *p;
+
+    if (in->noutbox == INGEST_OUTBOX_MAX)
+        return -ENOBUFS;
+    p = &in->outbox[in->noutbox];
+    p->topic = strdup(topic);
+    p->payload = malloc(len > 0 ? len : 1);
+    if (p->topic == NULL || p->payload == NULL) {
+        free(p->topic);
+        free(p->payload);
+        return -ENOMEM;
+    }
+    memcpy(p->payload, payload, len);
+    p->len = len;
+    in->noutbox++;
+    return 0;
+}
+
+/* Sends and frees what the codecs queued. Without mu (the lock rule on top). */
+static void
+ingest_send_queued(struct ingest *in, struct ingest_pub *q, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        MQTTAsync_message msg = MQTTAsync_message_initializer;
+        MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+        int rc;
+
+        msg.payload = q[i].payload;
+        msg.payloadlen = (int)q[i].len;
+        msg.qos = 0;
+        msg.retained = 0;
+        rc = MQTTAsync_sendMessage(in->client, q[i].topic, &msg, &ro);
+        if (rc != MQTTASYNC_SUCCESS)
+            log_limited(&in->lim_publish, INGEST_LOG_EVERY_MS, LOG_WARN, COMP,
+                        "publish to %s failed: %s", q[i].topic, ingest_mqtt_err(rc));
+        else
+            log_limited(&in->lim_publish, INGEST_LOG_EVERY_MS, LOG_INFO, COMP,
+                        "published %s (qos 0)", q[i].topic);
+        free(q[i].topic);
+        free(q[i].payload);
+    }
 }
 
 static enum metrics_dead
@@ -687,11 +790,20 @@ ingest_dead_reason(const struct record *rec)
     return DEAD_ROUTE;
 }
 
+/* Topics reach 64 KiB; a log line shows at most the first 200 bytes of one. */
+static int
+log_topic_len(const struct mapper_msg *msg)
+{
+    return msg->topic_len > 200 ? 200 : (int)msg->topic_len;
+}
+
 static int
 ingest_on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
 {
     struct ingest *in = ctx;
     struct record_header props[INGEST_MAX_USER_PROPS];
+    struct ingest_pub outbox[INGEST_OUTBOX_MAX];
+    size_t noutbox;
     struct mapper_msg msg;
     struct record rec;
     struct err e;
@@ -733,18 +845,35 @@ ingest_on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
             metrics_add(&metrics.dropped[DROP_NO_ROUTE], 1);
             if (log_enabled(LOG_DEBUG))
                 log_limited(&in->lim_noroute, 1000, LOG_DEBUG, COMP,
-                            "no route for %.*s: dropped", (int)msg.topic_len, msg.topic);
+                            "no route for %.*s: dropped", log_topic_len(&msg), msg.topic);
+            break;
+        }
+        if (rc == MAPPER_FILTERED) {
+            /* Processed, by the route's own rule: acknowledged, nothing to spool. */
+            metrics_add(&metrics.filtered[metrics_route_slot(rec.route)], 1);
+            break;
+        }
+        if (rc == MAPPER_SUPPRESSED) {
+            metrics_add(&metrics.deadband_suppressed[metrics_route_slot(rec.route)], 1);
             break;
         }
         if (rc == MAPPER_DEAD_LETTER && attempt == 0)
             log_limited(&in->lim_dead, INGEST_LOG_EVERY_MS, LOG_WARN, COMP,
-                        "%.*s: to the dead letter topic: %s", (int)msg.topic_len, msg.topic,
+                        "%.*s: to the dead letter topic: %s", log_topic_len(&msg), msg.topic,
                         e.msg);
         if (rc >= 0) {
             size_t before = commit ? 0 : spool_pending(in->sp);
             err_clear(&e);
-            rc = spool_append(in->sp, &rec, commit, &e);
+            const struct spool_state_put *puts;
+            size_t nputs = mapper_state_puts(in->mp, &puts);
+            rc = spool_append_with_state(in->sp, &rec, commit, puts, nputs, &e);
+            if (rc < 0)
+                mapper_state_reset(in->mp);   /* a batch may have been rolled back */
             if (rc == 0) {
+                mapper_state_committed(in->mp);
+                if (mapper_deadband(in->mp)->verdict == MAPPER_DEADBAND_NOT_NUMERIC)
+                    metrics_add(&metrics.deadband_not_numeric[metrics_route_slot(rec.route)],
+                                1);
                 metrics_add(&metrics.spool_appends, 1);
                 metrics_set_spool_state(SPOOL_STATE_OK);
                 /* Every routed message counts for its route; dead letters also
@@ -790,6 +919,13 @@ ingest_on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
     }
     in->in_cb = false;
     in->stalled = false;
+    if (in->hook_committed) {
+        in->hook_committed = false;
+        notify = true;
+    }
+    noutbox = in->noutbox;
+    memcpy(outbox, in->outbox, noutbox * sizeof(outbox[0]));
+    in->noutbox = 0;
     if (wake_flusher)
         pthread_cond_signal(&in->wake);
     pthread_cond_broadcast(&in->changed);
@@ -797,6 +933,7 @@ ingest_on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
 
     if (notify && in->notify != NULL)
         in->notify(in->notify_arg);
+    ingest_send_queued(in, outbox, noutbox);
     MQTTAsync_freeMessage(&m);
     MQTTAsync_free(topic);
     return 1;
@@ -936,6 +1073,8 @@ ingest_create(struct ingest **out, const struct config *cfg, struct spool *sp,
         err_set(err, rc, "ingest: creating the mapper: %s", strerror(-rc));
         goto fail;
     }
+    in->hooks = (struct codec_hooks){ in, ingest_hook_publish, ingest_hook_before_write };
+    mapper_set_hooks(in->mp, &in->hooks);
     co.MQTTVersion = in->version;
     rc = MQTTAsync_createWithOptions(&in->client, in->url, in->client_id,
                                      MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
@@ -1126,6 +1265,10 @@ ingest_destroy(struct ingest *in)
         spool_close(in->sp);
     }
     mapper_destroy(in->mp);
+    for (size_t i = 0; i < in->noutbox; i++) {
+        free(in->outbox[i].topic);
+        free(in->outbox[i].payload);
+    }
     ingest_filters_fini(&in->subs);
     ingest_filters_fini(&in->unsubs);
     if (in->password != NULL) {

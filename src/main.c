@@ -40,7 +40,9 @@
 #include "sluice/clock.h"
 #include "sluice/config.h"
 #include "sluice/err.h"
+#include "sluice/filter.h"
 #include "sluice/forward.h"
+#include "sluice/jpath.h"
 #include "sluice/http.h"
 #include "sluice/ingest.h"
 #include "sluice/log.h"
@@ -180,6 +182,37 @@ print_time(FILE *f, int64_t ms)
     fprintf(f, "%" PRId64 " (%s.%03dZ)", ms, b, (int)(ms % 1000));
 }
 
+/* The deadband verdict of a dry run, against the last values the spool holds (read
+ * only; none when there is no spool yet). A suppressed message exits 0 like a
+ * filtered one: the route decided, nothing is wrong. */
+static void
+print_deadband(const struct mapper *mp, const struct config_route *r)
+{
+    const struct mapper_deadband_info *d = mapper_deadband(mp);
+
+    switch (d->verdict) {
+    case MAPPER_DEADBAND_NONE:
+        return;
+    case MAPPER_DEADBAND_FIRST:
+        printf("deadband:  forwarded: %s = %.17g is the first value of this key\n",
+               jpath_text(r->deadband_field), d->value);
+        return;
+    case MAPPER_DEADBAND_PAST:
+        printf("deadband:  forwarded: %s = %.17g moved past %g of the last forwarded %.17g\n",
+               jpath_text(r->deadband_field), d->value, d->band, d->last);
+        return;
+    case MAPPER_DEADBAND_INSIDE:
+        printf("suppressed: deadband: %s = %.17g is within %g of the last forwarded %.17g "
+               "(the message would be counted and dropped)\n",
+               jpath_text(r->deadband_field), d->value, d->band, d->last);
+        return;
+    case MAPPER_DEADBAND_NOT_NUMERIC:
+        printf("deadband:  forwarded unchecked: %s is absent or not a number\n",
+               jpath_text(r->deadband_field));
+        return;
+    }
+}
+
 static int
 cmd_map(const char *path, const char *topic, const char *payload_file)
 {
@@ -220,12 +253,20 @@ cmd_map(const char *path, const char *topic, const char *payload_file)
         printf("no route: no route matches topic \"%s\" (the message would be counted "
                "and dropped)\n", topic);
         exit_code = 1;
+    } else if (rc == MAPPER_FILTERED) {
+        /* Not an error: the route matched and decided to drop it, as ingest would
+         * (counted in sluice_filtered_total and acknowledged). */
+        printf("filtered: where %s is false (route %s; the message would be counted "
+               "and dropped)\n", filter_text(cfg->routes[rec.route].where),
+               cfg->routes[rec.route].name);
+        exit_code = 0;
     } else if (rc < 0) {
         fprintf(stderr, "sluice: map: %s\n", strerror(-rc));
         exit_code = EXIT_FAILURE;
     } else {
         if (rc == MAPPER_DEAD_LETTER)
             printf("dead letter: %s\n", why.msg);
+        print_deadband(mp, &cfg->routes[rec.route]);
         printf("route:     %s\n", cfg->routes[rec.route].name);
         printf("lane:      %s\n", rec.lane);
         printf("topic:     %.*s\n", (int)rec.topic_len, rec.topic);
@@ -258,7 +299,7 @@ cmd_map(const char *path, const char *topic, const char *payload_file)
         printf("value:     ");
         print_bytes(stdout, rec.value, rec.value_len);
         printf("\n");
-        exit_code = rc == MAPPER_OK ? 0 : EXIT_DATAERR;
+        exit_code = rc == MAPPER_DEAD_LETTER ? EXIT_DATAERR : 0;
     }
     mapper_destroy(mp);
     config_destroy(cfg);
@@ -397,8 +438,32 @@ open_spool(const struct config *cfg, struct spool **out)
     struct spool_conf sc = { .path = cfg->spool.path, .durability = cfg->spool.durability,
                              .policy = cfg };
     struct err err = { 0 };
+    struct spool_damage dmg;
+    int rc;
 
-    if (spool_open(out, &sc, &err) < 0) {
+    rc = spool_open(out, &sc, &err);
+    /* spool.on_corrupt: quarantine trades the damaged file's rows for availability:
+     * move it aside (never delete it: someone may salvage it) and start empty. Only
+     * -EBADMSG qualifies; a full disk or a permission problem is not cured by it. */
+    if (rc == -EBADMSG && cfg->spool.on_corrupt == ON_CORRUPT_QUARANTINE) {
+        log_error("spool", "%s", err.msg);
+        if (spool_quarantine(cfg->spool.path, &dmg, &err) < 0) {
+            log_error("spool", "%s", err.msg);
+            return -1;
+        }
+        if (dmg.rows >= 0)
+            log_error("spool", "quarantined %s as %s (spool.on_corrupt: quarantine): lost "
+                      "%" PRId64 " record(s) in %" PRId64 " bytes plus a %" PRId64 "-byte "
+                      "WAL; starting with an empty spool", cfg->spool.path, dmg.aside,
+                      dmg.rows, dmg.bytes, dmg.wal_bytes);
+        else
+            log_error("spool", "quarantined %s as %s (spool.on_corrupt: quarantine): lost "
+                      "%" PRId64 " bytes plus a %" PRId64 "-byte WAL (records unreadable, "
+                      "count unknown); starting with an empty spool", cfg->spool.path,
+                      dmg.aside, dmg.bytes, dmg.wal_bytes);
+        rc = spool_open(out, &sc, &err);
+    }
+    if (rc < 0) {
         log_error("spool", "%s", err.msg);
         return -1;
     }
@@ -606,6 +671,22 @@ out:
 
 /* ---- argument parsing ----------------------------------------------------- */
 
+static int
+cmd_check_summary(const char *path)
+{
+    return cmd_check(path, false);
+}
+
+static const struct {
+    const char *name;
+    int (*run)(const char *path);
+} path_cmds[] = {
+    { "run", cmd_run },
+    { "check", cmd_check_summary },     /* check --print is dispatched at the call */
+    { "spool stats", cmd_spool_stats },
+    { "spool dead-letters", cmd_spool_dead_letters },
+};
+
 int
 main(int argc, char **argv)
 {
@@ -665,30 +746,18 @@ main(int argc, char **argv)
     if (print && strcmp(cmd, "check") != 0)
         return usage_error("--print only goes with check (got %s)", cmd);
 
-    if (strcmp(cmd, "run") == 0) {
-        if (optind != argc)
-            return usage_error("run: unexpected argument %s", argv[optind]);
-        return cmd_run(path);
-    }
-    if (strcmp(cmd, "check") == 0) {
-        if (optind != argc)
-            return usage_error("check: unexpected argument %s", argv[optind]);
-        return cmd_check(path, print);
-    }
     if (strcmp(cmd, "map") == 0) {
         if (optind >= argc || argc - optind > 2)
             return usage_error("%s", "map: expected TOPIC [PAYLOAD_FILE]");
         return cmd_map(path, argv[optind], optind + 1 < argc ? argv[optind + 1] : NULL);
     }
-    if (strcmp(cmd, "spool stats") == 0) {
+    /* The rest take the config file and nothing else. */
+    for (size_t i = 0; i < sizeof(path_cmds) / sizeof(path_cmds[0]); i++) {
+        if (strcmp(cmd, path_cmds[i].name) != 0)
+            continue;
         if (optind != argc)
-            return usage_error("spool stats: unexpected argument %s", argv[optind]);
-        return cmd_spool_stats(path);
-    }
-    if (strcmp(cmd, "spool dead-letters") == 0) {
-        if (optind != argc)
-            return usage_error("spool dead-letters: unexpected argument %s", argv[optind]);
-        return cmd_spool_dead_letters(path);
+            return usage_error("%s: unexpected argument %s", cmd, argv[optind]);
+        return print ? cmd_check(path, true) : path_cmds[i].run(path);
     }
     return usage_error("unknown command %s", cmd);
 }

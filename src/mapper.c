@@ -14,7 +14,15 @@
  * on the first message of a route that needs it, from the config's spool path, and
  * kept across reloads while that path stays the same. Creating it late, on the
  * thread that maps, means the spool has made (and migrated) its file first, and
- * the state belongs to the one thread that uses it. */
+ * the state belongs to the one thread that uses it. Before every decode the codec
+ * is told the current config and the hooks ingest lent us (codec->configure), so a
+ * reload's settings apply at once while the state lives on.
+ *
+ * The deadband (route deadband:) works the same way: its map of last forwarded values
+ * is loaded from the spool file on first use. The mapper only decides; the new last
+ * value goes to the spool with the record (mapper_state_puts, one transaction) and
+ * into memory when ingest reports the append done (mapper_state_committed), so
+ * memory never runs ahead of what the spool holds. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -23,11 +31,14 @@
 #include "sluice/buf.h"
 #include "sluice/codec.h"
 #include "sluice/config.h"
+#include "sluice/deadband.h"
 #include "sluice/err.h"
+#include "sluice/filter.h"
 #include "sluice/jpath.h"
 #include "sluice/log.h"
 #include "sluice/mapper.h"
 #include "sluice/route.h"
+#include "sluice/spool.h"
 #include "sluice/tmpl.h"
 #include "sluice/units.h"
 
@@ -48,6 +59,16 @@ struct mapper {
     bool                ctried[MAPPER_MAX_CODECS];  /* create was attempted */
     char               *cstate_path;                /* the spool path they were made for */
     bool                read_only;  /* sluice map: codec state is read, never written */
+    const struct codec_hooks *hooks;  /* borrowed from ingest, or NULL */
+    struct deadband    *db;         /* last forwarded values, created on first use */
+    char               *db_path;    /* the spool path db was loaded from */
+    bool                db_loaded;  /* db holds what the spool committed */
+    struct mapper_deadband_info dbi;  /* the last message's deadband verdict */
+    struct buf          state_route;  /* "deadband/<route>" of the pending put */
+    struct spool_state_put put;     /* pending: the new last value */
+    unsigned char       put_value[DEADBAND_VALUE_LEN];
+    double              put_v;
+    size_t              nputs;
 };
 
 int
@@ -61,6 +82,7 @@ mapper_create(struct mapper **out)
     buf_init(&mp->value);
     buf_init(&mp->hdrs);
     buf_init(&mp->env);
+    buf_init(&mp->state_route);
     *out = mp;
     return 0;
 }
@@ -69,6 +91,12 @@ void
 mapper_set_read_only(struct mapper *mp)
 {
     mp->read_only = true;
+}
+
+void
+mapper_set_hooks(struct mapper *mp, const struct codec_hooks *hooks)
+{
+    mp->hooks = hooks;
 }
 
 static void
@@ -90,7 +118,7 @@ static void *
 mapper_codec_state(struct mapper *mp, const struct config *cfg, const struct codec *c)
 {
     const char *path = cfg->spool.path;
-    struct codec_env env = { path, mp->read_only };
+    struct codec_env env = { path, mp->read_only, cfg, mp->hooks };
     struct err e = { 0 };
     size_t i;
 
@@ -112,6 +140,8 @@ mapper_codec_state(struct mapper *mp, const struct config *cfg, const struct cod
             mp->cstate[i] = NULL;
             log_warn("mapper", "%s state: %s (continuing without it)", c->name, e.msg);
         }
+    } else if (mp->cstate[i] != NULL && c->configure != NULL) {
+        c->configure(mp->cstate[i], &env);   /* the config may be a reloaded one */
     }
     return mp->cstate[i];
 }
@@ -135,6 +165,9 @@ mapper_destroy(struct mapper *mp)
     buf_fini(&mp->key);
     buf_fini(&mp->value);
     buf_fini(&mp->hdrs);
+    buf_fini(&mp->state_route);
+    deadband_destroy(mp->db);
+    free(mp->db_path);
     free(mp);
 }
 
@@ -287,6 +320,77 @@ mapper_envelope(struct mapper *mp, const struct config_route *r, const struct ma
     return rc;
 }
 
+/* The deadband map, loaded from the spool file when first needed (again after a
+ * reset, or when the spool path changed). NULL only when out of memory. A spool that
+ * cannot be read is logged and treated as empty: every key's next value is then
+ * forwarded, the safe direction. */
+static struct deadband *
+mapper_deadband_map(struct mapper *mp, const struct config *cfg)
+{
+    const char *path = cfg->spool.path;
+    struct err e = { 0 };
+
+    if (mp->db == NULL && deadband_create(&mp->db, 0) < 0)
+        return NULL;
+    if (mp->db_loaded && mp->db_path != NULL && path != NULL && strcmp(mp->db_path, path) == 0)
+        return mp->db;
+    free(mp->db_path);
+    mp->db_path = path != NULL ? strdup(path) : NULL;
+    mp->db_loaded = true;
+    if (path == NULL) {
+        deadband_clear(mp->db);
+    } else if (deadband_load(mp->db, path, &e) < 0) {
+        log_warn("mapper", "deadband: %s (starting without last values: the next value of "
+                 "every key is forwarded)", e.msg);
+    } else if (deadband_evictions(mp->db) > 0) {
+        log_warn("mapper", "deadband: the spool holds more keys than the %d kept in memory; "
+                 "%llu least recently loaded were dropped (their next values are forwarded)",
+                 DEADBAND_MAX_KEYS, (unsigned long long)deadband_evictions(mp->db));
+    }
+    return mp->db;
+}
+
+/* Decides the deadband for a mapped record: MAPPER_SUPPRESSED, or MAPPER_OK with the
+ * new last value pending in mp->put. */
+static int
+mapper_deadband_apply(struct mapper *mp, const struct config *cfg,
+                      const struct config_route *r, const struct record *rec)
+{
+    const json_t *v = mp->out.doc != NULL ? jpath_get(r->deadband_field, mp->out.doc) : NULL;
+    struct deadband *db;
+    enum deadband_verdict vd;
+    double x = 0, last = 0;
+    int rc;
+
+    if (v == NULL || !json_is_number(v) || !isfinite(x = json_number_value(v))) {
+        mp->dbi.verdict = MAPPER_DEADBAND_NOT_NUMERIC;
+        return MAPPER_OK;
+    }
+    if ((db = mapper_deadband_map(mp, cfg)) == NULL)
+        return -ENOMEM;
+    buf_reset(&mp->state_route);
+    if ((rc = buf_printf(&mp->state_route, DEADBAND_STATE_PREFIX "%s", r->name)) < 0)
+        return rc;
+    vd = deadband_check(db, mp->state_route.data, rec->key, rec->key_len, x,
+                        r->deadband_abs, r->deadband_pct, &last);
+    mp->dbi.value = x;
+    mp->dbi.last = last;
+    mp->dbi.band = fabs(last) * r->deadband_pct / 100.0;
+    if (r->deadband_abs > mp->dbi.band)
+        mp->dbi.band = r->deadband_abs;
+    if (vd == DEADBAND_INSIDE) {
+        mp->dbi.verdict = MAPPER_DEADBAND_INSIDE;
+        return MAPPER_SUPPRESSED;
+    }
+    mp->dbi.verdict = vd == DEADBAND_FIRST ? MAPPER_DEADBAND_FIRST : MAPPER_DEADBAND_PAST;
+    deadband_encode(x, mp->put_value);
+    mp->put = (struct spool_state_put){ mp->state_route.data, rec->key, rec->key_len,
+                                        mp->put_value, sizeof(mp->put_value) };
+    mp->put_v = x;
+    mp->nputs = 1;
+    return MAPPER_OK;
+}
+
 int
 mapper_map(struct mapper *mp, const struct config *cfg, const struct mapper_msg *msg,
            struct record *rec, struct err *why)
@@ -300,6 +404,8 @@ mapper_map(struct mapper *mp, const struct config *cfg, const struct mapper_msg 
     int rc;
 
     mapper_release(mp);
+    mp->nputs = 0;
+    memset(&mp->dbi, 0, sizeof(mp->dbi));
     memset(rec, 0, sizeof(*rec));
     rec->mqtt_topic = msg->topic;
     rec->mqtt_topic_len = msg->topic_len;
@@ -327,6 +433,11 @@ mapper_map(struct mapper *mp, const struct config *cfg, const struct mapper_msg 
     ncaps = m.ncaptures;
     memcpy(caps, m.cap, ncaps * sizeof(caps[0]));
     memcpy(caps + ncaps, mp->out.extra, mp->out.nextra * sizeof(caps[0]));
+
+    /* After decoding (the condition reads the document and the codec's captures),
+     * before any rendering: a filtered message costs no template work. */
+    if (r->where != NULL && !filter_eval(r->where, caps, mp->out.doc))
+        return MAPPER_FILTERED;
 
     rc = tmpl_render(r->topic, caps, mp->out.doc, mp->topic, sizeof(mp->topic), &e);
     if (rc == -ENOSPC)
@@ -396,5 +507,42 @@ mapper_map(struct mapper *mp, const struct config *cfg, const struct mapper_msg 
         rec->value = mp->env.data;
         rec->value_len = mp->env.len;
     }
+    if (r->deadband_field != NULL)
+        return mapper_deadband_apply(mp, cfg, r, rec);
     return MAPPER_OK;
+}
+
+const struct mapper_deadband_info *
+mapper_deadband(const struct mapper *mp)
+{
+    return &mp->dbi;
+}
+
+size_t
+mapper_state_puts(const struct mapper *mp, const struct spool_state_put **puts)
+{
+    *puts = &mp->put;
+    return mp->nputs;
+}
+
+void
+mapper_state_committed(struct mapper *mp)
+{
+    if (mp->nputs == 0 || mp->db == NULL)
+        return;
+    mp->nputs = 0;
+    if (deadband_remember(mp->db, mp->put.route, mp->put.key, mp->put.key_len,
+                          mp->put_v) < 0) {
+        /* Memory now lags the spool: reload from it at the next message. */
+        mp->db_loaded = false;
+    }
+}
+
+void
+mapper_state_reset(struct mapper *mp)
+{
+    mp->nputs = 0;
+    mp->db_loaded = false;
+    if (mp->db != NULL)
+        deadband_clear(mp->db);
 }

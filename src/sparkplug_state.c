@@ -9,9 +9,10 @@
  * BIRTH metric; a BIRTH replaces its scope's rows in one transaction. This
  * connection never touches user_version (the spool's schema version) nor the
  * journal mode of an existing file (the spool sets WAL; a file we create ourselves,
- * in tests, gets WAL too). Writes use BEGIN IMMEDIATE without waiting (see the
- * header for why): a busy database leaves the scope pending, retried on the next
- * call. Lookups never touch SQLite. */
+ * in tests, gets WAL too). Writes use BEGIN IMMEDIATE, waiting for the lock only
+ * at BIRTHs and only as long as host.birth_busy_ms (see the header for why): a busy
+ * database leaves the scope pending, retried on the next call. Lookups never touch
+ * SQLite. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,8 @@ struct sparkplug_scope {
     bool                         pending;   /* BIRTH not yet written to disk */
     bool                         has_seq;   /* edge node scopes: last_seq is valid */
     uint8_t                      last_seq;
+    bool                         has_rebirth; /* edge node scopes: rebirth_ms is valid */
+    int64_t                      rebirth_ms;  /* monotonic time of the last request */
     struct sparkplug_metric_def *defs;      /* sorted by name; names owned */
     struct sparkplug_metric_def **by_alias; /* the aliased ones, sorted by alias */
     size_t                       ndefs, naliased;
@@ -43,6 +46,7 @@ struct sparkplug_state {
     struct sparkplug_scope **slots;     /* hash table, power of two */
     size_t                   nslots, nscopes;
     size_t                   npending;
+    struct sparkplug_host    host;
 };
 
 static const char SQL_CREATE[] =
@@ -306,6 +310,37 @@ sparkplug_state_seq(struct sparkplug_state *st, const char *group, const char *e
     return ok;
 }
 
+bool
+sparkplug_state_rebirth_due(struct sparkplug_state *st, const char *group,
+                            const char *edge_node, int64_t now_ms, int64_t interval_ms)
+{
+    struct sparkplug_scope *sc;
+    int rc;
+
+    if (st == NULL || (sc = spb_scope_get(st, group, edge_node, "", &rc)) == NULL)
+        return false;
+    if (sc->has_rebirth && now_ms - sc->rebirth_ms < interval_ms)
+        return false;
+    sc->has_rebirth = true;
+    sc->rebirth_ms = now_ms;
+    return true;
+}
+
+void
+sparkplug_state_set_host(struct sparkplug_state *st, const struct sparkplug_host *host)
+{
+    if (st != NULL)
+        st->host = *host;
+}
+
+const struct sparkplug_host *
+sparkplug_state_host(const struct sparkplug_state *st)
+{
+    static const struct sparkplug_host none;
+
+    return st != NULL ? &st->host : &none;
+}
+
 /* ---- disk ------------------------------------------------------------------ */
 
 /* Writes sc's rows in one transaction. busy_ms: how long to wait for the lock. */
@@ -400,7 +435,7 @@ sparkplug_state_birth(struct sparkplug_state *st, const char *group, const char 
             sc->pending = true;
             st->npending++;
         }
-        spb_flush(st, 0);
+        spb_flush(st, st->host.birth_busy_ms);
     }
     return 0;
 }

@@ -129,6 +129,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -201,6 +202,22 @@ static const char *const spool_migrations[] = {
     "  mqtt_topic  TEXT NOT NULL,"
     "  kafka_topic TEXT NOT NULL,"
     "  size        INTEGER NOT NULL);",
+    /* 2 -> 3: durable per-route state (deadband last values, aggregate accumulators),
+     * written in the same transaction as the record it goes with. route names the
+     * owner ("deadband/<route>"), key is the Kafka key. */
+    "CREATE TABLE route_state ("
+    "  route TEXT NOT NULL,"
+    "  key   BLOB NOT NULL,"
+    "  value BLOB NOT NULL,"
+    "  PRIMARY KEY (route, key)) WITHOUT ROWID;",
+    /* 3 -> 4: lanes with compact: latest_per_key: the newest row of each Kafka key,
+     * so the append that supersedes it can delete it (see spool_compact). Only those
+     * lanes' appends touch it; rows may point at rids already delivered (a no-op). */
+    "CREATE TABLE lane_keys ("
+    "  lane INTEGER NOT NULL,"
+    "  key  BLOB NOT NULL,"
+    "  rid  INTEGER NOT NULL,"
+    "  PRIMARY KEY (lane, key)) WITHOUT ROWID;",
 };
 #define SPOOL_SCHEMA_VERSION ((int)(sizeof(spool_migrations) / sizeof(spool_migrations[0])))
 
@@ -260,6 +277,7 @@ struct spool_plane {
     int      priority;
     int64_t  max_age_ms;   /* 0 = the spool's */
     uint64_t drops[2];     /* [0] spool full, [1] max_age: since the last log line */
+    bool     compact;      /* compact: latest_per_key */
 };
 
 struct spool {
@@ -288,6 +306,8 @@ struct spool {
     int64_t                page_size;
     sqlite3_stmt *st_pages, *st_free, *st_evict, *st_head, *st_age_evict;
     sqlite3_stmt *st_dead_add, *st_dead_trim;
+    sqlite3_stmt *st_state_put, *st_state_del;   /* prepared on first use */
+    sqlite3_stmt *st_key_evict, *st_key_put;     /* compaction, prepared on first use */
 
     size_t  pending;              /* rows in the open batch transaction */
     int64_t pending_since;        /* clock_mono_ms when the batch began */
@@ -893,6 +913,79 @@ fail:
     return rc;
 }
 
+/* Counts the rows a damaged file still yields, without changing a byte of it: a
+ * read-only connection that never checkpoints. A WAL database opened read-only may
+ * still create the -shm index beside it; that file holds no rows. -1 when the file
+ * does not answer (not a database, or the records b-tree is broken). */
+static int64_t
+spool_salvage_rows(const char *path)
+{
+    sqlite3 *db = NULL;
+    int64_t n = -1;
+
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) ==
+        SQLITE_OK) {
+        sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+        sqlite3_busy_timeout(db, SPOOL_BUSY_MS);
+        if (spool_query_int(db, "SELECT count(*) FROM records", &n) != SQLITE_OK)
+            n = -1;
+    }
+    sqlite3_close(db);
+    return n;
+}
+
+int
+spool_quarantine(const char *path, struct spool_damage *out, struct err *err)
+{
+    static const char *const sfx[] = { "", "-wal", "-shm" };
+    char stamp[32], from[sizeof(out->aside) + 8], to[sizeof(out->aside) + 8];
+    struct stat st;
+    struct tm tm;
+    time_t now = time(NULL);
+    int n;
+
+    memset(out, 0, sizeof(*out));
+    out->rows = -1;
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+    /* Never over an earlier quarantine (two in the same second): add -1, -2, ... */
+    for (int i = 0;; i++) {
+        if (i == 100)
+            return err_set(err, -EEXIST, "spool %s: quarantine: too many %s.corrupt-%s*",
+                           path, path, stamp);
+        n = i == 0 ? snprintf(out->aside, sizeof(out->aside), "%s.corrupt-%s", path, stamp)
+                   : snprintf(out->aside, sizeof(out->aside), "%s.corrupt-%s-%d", path,
+                              stamp, i);
+        if (n < 0 || (size_t)n >= sizeof(out->aside))
+            return err_set(err, -ENAMETOOLONG, "spool %s: quarantine: path too long", path);
+        bool taken = false;
+        for (size_t k = 0; k < sizeof(sfx) / sizeof(sfx[0]); k++) {
+            snprintf(to, sizeof(to), "%s%s", out->aside, sfx[k]);
+            if (lstat(to, &st) == 0 || errno != ENOENT)
+                taken = true;
+        }
+        if (!taken)
+            break;
+    }
+    if (stat(path, &st) < 0)
+        return err_set(err, -errno, "spool %s: quarantine: %s", path, strerror(errno));
+    out->bytes = (int64_t)st.st_size;
+    /* The main file first: once it is gone, a fresh spool cannot pair with the old
+     * WAL (SQLite would replay a WAL into the wrong database), so the WAL and the
+     * index must follow it or the start fails. */
+    for (size_t k = 0; k < sizeof(sfx) / sizeof(sfx[0]); k++) {
+        snprintf(from, sizeof(from), "%s%s", path, sfx[k]);
+        snprintf(to, sizeof(to), "%s%s", out->aside, sfx[k]);
+        if (k == 1 && stat(from, &st) == 0)
+            out->wal_bytes = (int64_t)st.st_size;
+        if (rename(from, to) < 0 && !(k > 0 && errno == ENOENT))
+            return err_set(err, -errno, "spool %s: quarantine: rename %s to %s: %s", path,
+                           from, to, strerror(errno));
+    }
+    out->rows = spool_salvage_rows(out->aside);
+    return 0;
+}
+
 void
 spool_close(struct spool *sp)
 {
@@ -906,7 +999,8 @@ spool_close(struct spool *sp)
                            sp->st_lane_get, sp->st_lane_add, sp->st_lane_all,
                            sp->st_stats, sp->st_pages, sp->st_free, sp->st_evict,
                            sp->st_head, sp->st_age_evict, sp->st_dead_add,
-                           sp->st_dead_trim};
+                           sp->st_dead_trim, sp->st_state_put, sp->st_state_del,
+                           sp->st_key_evict, sp->st_key_put};
     for (size_t i = 0; i < sizeof(sts) / sizeof(sts[0]); i++)
         sqlite3_finalize(sts[i]);
     /* The last connection to close checkpoints and deletes the WAL (unless the
@@ -991,6 +1085,7 @@ spool_set_policy(struct spool *sp, const struct config *cfg)
         }
         plan[i].priority = cfg->lanes[i].priority;
         plan[i].max_age_ms = cfg->lanes[i].max_age_ms;
+        plan[i].compact = cfg->lanes[i].compact == COMPACT_LATEST_PER_KEY;
         /* Unlogged drops carry over to a lane of the same name. */
         for (size_t j = 0; j < sp->nplan; j++) {
             if (strcmp(sp->plan[j].name, plan[i].name) == 0) {
@@ -1312,10 +1407,79 @@ spool_commit(struct spool *sp, struct err *err)
     return 0;
 }
 
+/* ---- compaction (lanes with compact: latest_per_key) ----------------------------- */
+
+static const char SQL_KEY_EVICT[] =
+    "DELETE FROM records WHERE rid = (SELECT rid FROM lane_keys WHERE lane = ?1 AND key = ?2)";
+static const char SQL_KEY_PUT[] =
+    "INSERT INTO lane_keys (lane, key, rid) VALUES (?1, ?2, ?3)"
+    " ON CONFLICT (lane, key) DO UPDATE SET rid = excluded.rid";
+
+/* Does rec's lane compact it? Keyless records and dead letters are never superseded:
+ * they have no identity to be superseded by. *plane receives the lane's index. */
+static bool
+spool_compacts(struct spool *sp, const struct record *rec, size_t *plane)
+{
+    if (rec->key == NULL || rec->dead_letter || rec->lane == NULL)
+        return false;
+    for (size_t i = 0; i < sp->nplan; i++) {
+        if (sp->plan[i].compact && strcmp(sp->plan[i].name, rec->lane) == 0) {
+            *plane = i;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Inside the append's transaction, after the insert: deletes the row the new one
+ * supersedes and points the key at the new row. Why in the same transaction: a crash
+ * must never leave both rows (a stale value delivered after the newer one) nor
+ * neither. The superseded row may be claimed by the forwarder already: it is then
+ * produced anyway, and its delete after delivery finds nothing, which is harmless
+ * (the newer one follows it in sequence order). On error the batch is rolled back. */
+static int
+spool_compact(struct spool *sp, const struct record *rec, int64_t lane, size_t plane,
+              struct err *err)
+{
+    int rc;
+
+    if ((sp->st_key_evict == NULL &&
+         (rc = spool_prepare(sp, &sp->st_key_evict, SQL_KEY_EVICT, err)) < 0) ||
+        (sp->st_key_put == NULL &&
+         (rc = spool_prepare(sp, &sp->st_key_put, SQL_KEY_PUT, err)) < 0)) {
+        size_t lost = sp->pending + 1;
+        spool_abort(sp);
+        spool_note_lost(err, lost);
+        return rc;
+    }
+    sqlite3_bind_int64(sp->st_key_evict, 1, lane);
+    sqlite3_bind_blob(sp->st_key_evict, 2, rec->key_len ? rec->key : "", (int)rec->key_len,
+                      SQLITE_STATIC);
+    rc = sqlite3_step(sp->st_key_evict);
+    sqlite3_reset(sp->st_key_evict);
+    if (rc == SQLITE_DONE && sqlite3_changes(sp->db) > 0)
+        metrics_add(&metrics.compacted[plane < METRICS_MAX_LANES ? plane
+                                                                  : METRICS_MAX_LANES - 1],
+                    (uint64_t)sqlite3_changes(sp->db));
+    if (rc == SQLITE_DONE) {
+        sqlite3_bind_int64(sp->st_key_put, 1, lane);
+        sqlite3_bind_blob(sp->st_key_put, 2, rec->key_len ? rec->key : "", (int)rec->key_len,
+                          SQLITE_STATIC);
+        sqlite3_bind_int64(sp->st_key_put, 3, sqlite3_last_insert_rowid(sp->db));
+        rc = sqlite3_step(sp->st_key_put);
+        sqlite3_reset(sp->st_key_put);
+    }
+    if (rc != SQLITE_DONE)
+        return spool_batch_fail(sp, err, rc, "compact", sp->pending + 1);
+    return 0;
+}
+
 int
 spool_append(struct spool *sp, struct record *rec, bool commit, struct err *err)
 {
     sqlite3_stmt *st = sp->st_insert;
+    size_t plane = 0;
+    bool compact;
     int64_t lane;
     size_t size;
     int rc;
@@ -1331,7 +1495,10 @@ spool_append(struct spool *sp, struct record *rec, bool commit, struct err *err)
         return err_set(err, -E2BIG, "spool %s: append: record over 2 GiB", sp->path);
     if ((rc = spool_room(sp, err)) < 0)
         return rc;
-    if (!sp->in_batch && !commit) {
+    /* A compacting append is two more statements: it needs a transaction of its own
+     * even on the QoS 1 path. */
+    compact = spool_compacts(sp, rec, &plane);
+    if (!sp->in_batch && (!commit || compact)) {
         if ((rc = sqlite3_step(sp->st_begin)) != SQLITE_DONE) {
             sqlite3_reset(sp->st_begin);
             return spool_batch_fail(sp, err, rc, "begin batch", 0);
@@ -1379,6 +1546,10 @@ spool_append(struct spool *sp, struct record *rec, bool commit, struct err *err)
     }
     sqlite3_reset(st);
     rec->seq = (uint64_t)(sqlite3_last_insert_rowid(sp->db) & SPOOL_SEQ_MASK);
+    if (compact && (rc = spool_compact(sp, rec, lane, plane, err)) < 0) {
+        rec->seq = 0;
+        return rc;
+    }
     if (rec->dead_letter) {
         /* The dead-letter log line rides in the same batch, or follows the row in
          * its own autocommit: it is a log, so its failure does not fail the append. */
@@ -1397,6 +1568,129 @@ spool_append(struct spool *sp, struct record *rec, bool commit, struct err *err)
         }
     }
     return 0;
+}
+
+/* ---- route state ---------------------------------------------------------------- */
+
+static const char SQL_STATE_PUT[] =
+    "INSERT INTO route_state (route, key, value) VALUES (?1, ?2, ?3)"
+    " ON CONFLICT (route, key) DO UPDATE SET value = excluded.value";
+static const char SQL_STATE_DEL[] = "DELETE FROM route_state WHERE route = ?1 AND key = ?2";
+static const char SQL_STATE_READ[] =
+    "SELECT route, key, value FROM route_state WHERE substr(route, 1, ?2) = ?1";
+
+/* Why the state rides in the record's transaction: a deadband's last value (or an
+ * aggregate's accumulator) must describe exactly the records the spool holds. Were
+ * they committed apart, a crash between the two commits would either forward a value
+ * twice or suppress one against a value that never reached the spool. */
+int
+spool_append_with_state(struct spool *sp, struct record *rec, bool commit,
+                        const struct spool_state_put *puts, size_t n, struct err *err)
+{
+    bool began = false;
+    int rc;
+
+    if (n == 0)
+        return spool_append(sp, rec, commit, err);
+    rec->seq = 0;
+    if (sp->readonly)
+        return err_set(err, -EROFS, "spool %s: append: opened read-only", sp->path);
+    if ((sp->st_state_put == NULL &&
+         (rc = spool_prepare(sp, &sp->st_state_put, SQL_STATE_PUT, err)) < 0) ||
+        (sp->st_state_del == NULL &&
+         (rc = spool_prepare(sp, &sp->st_state_del, SQL_STATE_DEL, err)) < 0))
+        return rc;
+    if (!sp->in_batch) {
+        if ((rc = sqlite3_step(sp->st_begin)) != SQLITE_DONE) {
+            sqlite3_reset(sp->st_begin);
+            return spool_batch_fail(sp, err, rc, "begin", 0);
+        }
+        sqlite3_reset(sp->st_begin);
+        sp->in_batch = true;
+        sp->pending_since = clock_mono_ms();
+        began = true;
+    }
+    if ((rc = spool_append(sp, rec, false, err)) < 0) {
+        /* Either the batch was rolled back, or (backpressure, a bad record) nothing
+         * changed; an empty transaction we began must not keep the write lock. */
+        if (began && sp->in_batch && sp->pending == 0)
+            spool_abort(sp);
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct spool_state_put *p = &puts[i];
+        sqlite3_stmt *st = p->value != NULL ? sp->st_state_put : sp->st_state_del;
+
+        if (p->key_len > INT_MAX || p->value_len > INT_MAX) {
+            size_t lost = sp->pending;
+            spool_abort(sp);
+            spool_note_lost(err, lost);
+            rec->seq = 0;
+            return err_set(err, -E2BIG, "spool %s: route state over 2 GiB", sp->path);
+        }
+        sqlite3_bind_text(st, 1, p->route, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, p->key_len ? p->key : "", (int)p->key_len, SQLITE_STATIC);
+        if (p->value != NULL)
+            sqlite3_bind_blob(st, 3, p->value_len ? p->value : "", (int)p->value_len,
+                              SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc != SQLITE_DONE) {
+            rec->seq = 0;
+            return spool_batch_fail(sp, err, rc, "route state", sp->pending);
+        }
+    }
+    if (commit && (rc = spool_commit(sp, err)) < 0) {
+        rec->seq = 0;
+        return rc;
+    }
+    return 0;
+}
+
+int
+spool_state_read(const char *path, const char *prefix,
+                 int (*fn)(const char *route, const void *key, size_t key_len,
+                           const void *value, size_t value_len, void *arg),
+                 void *arg, struct err *err)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc, stop = 0;
+
+    if (access(path, F_OK) != 0)
+        return 0;           /* no spool yet: no state */
+    if ((rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL)) != SQLITE_OK) {
+        rc = err_set(err, spool_errno(rc), "spool %s: route state: %s", path,
+                     db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close_v2(db);
+        return rc;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    if ((rc = sqlite3_prepare_v2(db, SQL_STATE_READ, -1, &st, NULL)) != SQLITE_OK) {
+        /* An older schema (before route_state) has no state to read. */
+        bool missing = strstr(sqlite3_errmsg(db), "no such table") != NULL;
+        rc = missing ? 0 : err_set(err, spool_errno(rc), "spool %s: route state: %s", path,
+                                   sqlite3_errmsg(db));
+        sqlite3_close_v2(db);
+        return rc;
+    }
+    sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, (int)strlen(prefix));
+    while (stop == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        stop = fn((const char *)sqlite3_column_text(st, 0), sqlite3_column_blob(st, 1),
+                  (size_t)sqlite3_column_bytes(st, 1), sqlite3_column_blob(st, 2),
+                  (size_t)sqlite3_column_bytes(st, 2), arg);
+    if (stop < 0)
+        rc = err_set(err, stop, "spool %s: route state: out of memory", path);
+    else if (stop == 0 && rc != SQLITE_DONE)
+        rc = err_set(err, spool_errno(rc), "spool %s: route state: %s", path,
+                     sqlite3_errmsg(db));
+    else
+        rc = 0;
+    sqlite3_finalize(st);
+    sqlite3_close_v2(db);
+    return rc;
 }
 
 size_t

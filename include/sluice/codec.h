@@ -20,6 +20,7 @@
 
 #include "sluice/route.h"
 
+struct config;
 struct err;
 
 #define CODEC_MAX_EXTRA 4
@@ -40,10 +41,29 @@ struct codec_out {
     struct record_header hdrs[CODEC_MAX_HDRS];
 };
 
-/* What a stateful codec learns about its surroundings at create. */
+/* What the MQTT side lends a stateful codec (ingest installs it through the mapper;
+ * `sluice map`, tests and fuzzers have none). Both run on the thread that decodes,
+ * inside decode, with whatever lock that thread holds (ingest: its mutex), so they
+ * must not block. */
+struct codec_hooks {
+    void *arg;
+    /* Publishes payload (copied) to topic (copied) at QoS 0, not retained. Queued:
+     * the message goes out after the current one is handled. Returns 0 or -errno. */
+    int  (*publish)(void *arg, const char *topic, const void *payload, size_t len);
+    /* Called right before the codec writes durable state: ends the caller's own open
+     * spool write transaction (ingest's QoS 0 batch), so that the codec's write may
+     * wait for the database lock instead of deferring. NULL: the caller never holds
+     * one at decode time, or cannot give it up; the codec then never waits. */
+    void (*before_write)(void *arg);
+};
+
+/* What a stateful codec learns about its surroundings: at create, and again before
+ * every decode (a reload may have changed the config). */
 struct codec_env {
     const char *state_path;    /* SQLite file for durable state (the spool), or NULL */
     bool        read_only;     /* `sluice map`: read state if it exists, never write */
+    const struct config      *cfg;    /* borrowed, valid for this call; may be NULL */
+    const struct codec_hooks *hooks;  /* borrowed, valid until destroy; or NULL */
 };
 
 struct codec {
@@ -55,6 +75,8 @@ struct codec {
      * then knows nothing from earlier messages). */
     int  (*create)(void **state, const struct codec_env *env, struct err *err);
     void (*destroy)(void *state);      /* NULL is fine */
+    /* Optional. Takes a new env (borrowed, as in create) before a decode; cheap. */
+    void (*configure)(void *state, const struct codec_env *env);
     /* Decodes payload (borrowed; must outlive out) with state (borrowed, may be NULL).
      * Returns 0, or -EBADMSG with a sentence when the payload is not of this format
      * (the record is dead-lettered), or -ENOMEM. */

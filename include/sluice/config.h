@@ -17,6 +17,7 @@
 #include "sluice/log.h"
 
 struct codec;
+struct filter;
 struct jpath;
 struct pattern;
 struct router;
@@ -24,7 +25,9 @@ struct tmpl;
 
 enum config_when_full  { WHEN_FULL_DROP_OLDEST = 0, WHEN_FULL_BACKPRESSURE };
 enum config_durability { DURABILITY_PROCESS = 0, DURABILITY_POWER };
+enum config_on_corrupt { ON_CORRUPT_FAIL = 0, ON_CORRUPT_QUARANTINE };
 enum config_ts_unit    { TS_UNIT_AUTO = 0, TS_UNIT_S, TS_UNIT_MS, TS_UNIT_US, TS_UNIT_NS };
+enum config_compact    { COMPACT_NONE = 0, COMPACT_LATEST_PER_KEY };
 
 struct config_kv {
     char *key;
@@ -60,12 +63,21 @@ struct config_spool {
     enum config_when_full  when_full;        /* default drop_oldest */
     enum config_durability durability;       /* default process */
     int64_t                sync_interval_ms; /* default 200ms */
+    enum config_on_corrupt on_corrupt;       /* default fail: a damaged spool exits 74 */
+};
+
+/* Sparkplug host behaviour, for every route with format: sparkplug. */
+struct config_sparkplug {
+    bool     request_rebirth;      /* publish a Rebirth NCMD for DATA sluice cannot name */
+    int64_t  rebirth_interval_ms;  /* at most one per edge node per this; default 30s */
 };
 
 struct config_lane {
     char    *name;
     int      priority;     /* lower drains first; default 5 */
     int64_t  max_age_ms;   /* 0 = the spool's max_age */
+    enum config_compact compact;  /* latest_per_key: a newer record supersedes the
+                                     waiting one of the same Kafka key */
 };
 
 struct config_header {
@@ -86,6 +98,10 @@ struct config_route {
     size_t               lane;         /* index into config.lanes */
     struct config_header *headers;
     size_t               nheaders;
+    struct filter       *where;        /* keep only messages it holds for; NULL = all */
+    struct jpath        *deadband_field; /* deadband: the value; NULL = no deadband */
+    double               deadband_abs;   /* band: max(abs, pct % of |last forwarded|) */
+    double               deadband_pct;
     int                  line;         /* where the route starts in the file (1-based) */
 };
 
@@ -99,6 +115,7 @@ struct config {
     size_t              nlanes;
     size_t              default_lane;  /* routes without lane: go here */
     uint64_t            forward_max_rate;  /* bytes/s, 0 = none */
+    struct config_sparkplug sparkplug;
     char               *dead_letter_topic; /* default "sluice.dead-letter" */
     char               *http_listen;       /* default 127.0.0.1:9187; "" = off */
     enum log_level      log_level;

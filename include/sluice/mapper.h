@@ -12,9 +12,11 @@
 
 #include "sluice/record.h"
 
+struct codec_hooks;
 struct config;
 struct err;
 struct mapper;
+struct spool_state_put;
 
 /* What the MQTT layer knows about a message besides topic and payload. */
 struct mapper_msg {
@@ -33,6 +35,10 @@ enum mapper_result {
     MAPPER_NO_ROUTE,      /* nothing matched: count and drop */
     MAPPER_DEAD_LETTER,   /* rec is addressed to dead_letter.topic with an error header;
                              why says what went wrong */
+    MAPPER_FILTERED,      /* the route's where: is false: count, drop, acknowledge;
+                             rec->route and rec->lane are set, nothing else */
+    MAPPER_SUPPRESSED,    /* inside the route's deadband: count, drop, acknowledge;
+                             rec is complete (what would have gone) */
 };
 
 int  mapper_create(struct mapper **out);
@@ -42,6 +48,10 @@ void mapper_destroy(struct mapper *mp);
  * first mapper_map. */
 void mapper_set_read_only(struct mapper *mp);
 
+/* Lends stateful codecs the MQTT side's hooks (borrowed: must outlive mp). Call
+ * before the first mapper_map; ingest does, `sluice map` does not. */
+void mapper_set_hooks(struct mapper *mp, const struct codec_hooks *hooks);
+
 /* Maps msg under cfg (borrowed). Returns a mapper_result (>= 0), or -ENOMEM.
  * rec's pointers borrow from mp and msg and are valid until the next call.
  * On MAPPER_DEAD_LETTER, why (if not NULL) receives the reason; rec->dead_letter is
@@ -49,5 +59,33 @@ void mapper_set_read_only(struct mapper *mp);
  * topic as mqtt.topic; its value is the original payload. */
 int  mapper_map(struct mapper *mp, const struct config *cfg, const struct mapper_msg *msg,
                 struct record *rec, struct err *why);
+
+/* The deadband's decision on the last mapper_map (see deadband.h). The last forwarded
+ * values come from the spool file (cfg->spool.path) on first use, and stay in memory. */
+enum mapper_deadband {
+    MAPPER_DEADBAND_NONE = 0,   /* no deadband on the route, or not a MAPPER_OK/SUPPRESSED */
+    MAPPER_DEADBAND_FIRST,      /* forwarded: no last value of this key */
+    MAPPER_DEADBAND_PAST,       /* forwarded: moved past the band */
+    MAPPER_DEADBAND_INSIDE,     /* suppressed (MAPPER_SUPPRESSED) */
+    MAPPER_DEADBAND_NOT_NUMERIC,/* forwarded: the field is absent or not a number */
+};
+struct mapper_deadband_info {
+    enum mapper_deadband verdict;
+    double value;               /* FIRST, PAST, INSIDE: the message's value */
+    double last;                /* PAST, INSIDE: the last forwarded value */
+    double band;                /* PAST, INSIDE: the band around last */
+};
+/* Borrowed, valid until the next mapper_map. */
+const struct mapper_deadband_info *mapper_deadband(const struct mapper *mp);
+
+/* The durable state that goes with the last MAPPER_OK record (a deadband's new last
+ * value): pass it to spool_append_with_state, then call mapper_state_committed once
+ * the append succeeded, so memory follows the spool. *puts borrows from mp, valid
+ * until the next mapper_map. Returns the count (0: plain spool_append). */
+size_t mapper_state_puts(const struct mapper *mp, const struct spool_state_put **puts);
+void   mapper_state_committed(struct mapper *mp);
+/* A spool batch was rolled back: forget the in-memory state; the next message that
+ * needs it reloads what the spool committed. */
+void   mapper_state_reset(struct mapper *mp);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #define METRICS_MAX_ROUTES 256
+#define METRICS_MAX_LANES  64    /* by config lane index; later lanes share the last */
 
 enum metrics_drop {
     DROP_NO_ROUTE = 0,     /* no route matched */
@@ -45,6 +46,10 @@ extern const int64_t metrics_latency_bounds_ms[METRICS_LATENCY_BUCKETS];
 struct metrics {
     atomic_uint_fast64_t mqtt_messages[METRICS_MAX_ROUTES];
     atomic_uint_fast64_t delivered[METRICS_MAX_ROUTES];
+    atomic_uint_fast64_t filtered[METRICS_MAX_ROUTES];   /* where: was false: dropped */
+    atomic_uint_fast64_t deadband_suppressed[METRICS_MAX_ROUTES];  /* inside the band */
+    atomic_uint_fast64_t deadband_not_numeric[METRICS_MAX_ROUTES]; /* forwarded unchecked */
+    atomic_uint_fast64_t compacted[METRICS_MAX_LANES];  /* superseded by a newer record */
     atomic_uint_fast64_t dropped[DROP__COUNT];
     atomic_uint_fast64_t dead_letter[DEAD__COUNT];
     atomic_uint_fast64_t kafka_errors[KERR__COUNT];
@@ -55,6 +60,7 @@ struct metrics {
     atomic_uint_fast64_t config_reload_failures;
     atomic_uint_fast64_t sparkplug_seq_gaps;       /* seq did not follow the node's last */
     atomic_uint_fast64_t sparkplug_unknown_alias;  /* DATA with an alias or node unknown */
+    atomic_uint_fast64_t sparkplug_rebirths;       /* Rebirth NCMDs queued (request_rebirth) */
     atomic_uint_fast64_t latency[METRICS_LATENCY_BUCKETS + 1];  /* per bucket, not cumulative */
     atomic_uint_fast64_t latency_sum_ms;
     atomic_int           mqtt_connected;

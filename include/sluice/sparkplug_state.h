@@ -7,11 +7,16 @@
  * spool's SQLite file, through this module's own connection; lookups are served from
  * memory (loaded at open). The spool's schema version (user_version) is not touched.
  *
- * Writes never wait for a lock: the ingest thread that calls us may itself hold the
- * spool's write transaction (a QoS 0 batch). A BIRTH that cannot be written at once
- * stays pending and is retried on the next call (and at close); memory is updated
- * at once either way. Sequence numbers live in memory only (a write per DATA message
- * is not worth it): after a restart the first message of each edge node starts over.
+ * Writes wait for the lock only as long as host.birth_busy_ms says (default 0:
+ * never), because the thread that calls us may itself hold the spool's write
+ * transaction (a QoS 0 batch) and would wait for itself. Ingest ends that
+ * transaction before every BIRTH (codec_hooks.before_write), so there the codec sets
+ * a wait of SPARKPLUG_STATE_BIRTH_BUSY_MS (the forwarder's deletes are short) and a
+ * BIRTH's aliases are on disk before the BIRTH itself is appended, let alone acked.
+ * A BIRTH that still cannot be written stays pending and is retried on the next call
+ * (and at close); memory is updated at once either way. Sequence numbers and
+ * Rebirth request times live in memory only (a write per DATA message is not worth
+ * it): after a restart the first message of each edge node starts over.
  *
  * Threads: one state per mapper, used by one thread at a time; no locking inside. */
 #ifndef SLUICE_SPARKPLUG_STATE_H
@@ -21,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct codec_hooks;
 struct err;
 struct sparkplug_scope;
 struct sparkplug_state;
@@ -32,6 +38,19 @@ struct sparkplug_metric_def {
     uint64_t    alias;
     uint32_t    datatype;   /* Sparkplug DataType, 0 when unknown */
 };
+
+/* How the host behaves, chosen by the codec's surroundings (codec_env) and kept
+ * here because the state is the codec's only per-instance object. */
+#define SPARKPLUG_STATE_BIRTH_BUSY_MS 1000
+struct sparkplug_host {
+    const struct codec_hooks *hooks;   /* borrowed or NULL: no publishing, no barrier */
+    int64_t rebirth_interval_ms;       /* 0: never request a rebirth */
+    int     birth_busy_ms;             /* how long a BIRTH write waits for the lock */
+};
+/* Copies host; hooks stays borrowed. */
+void sparkplug_state_set_host(struct sparkplug_state *st, const struct sparkplug_host *host);
+/* Returns borrowed, valid until the next set_host or close; never NULL. */
+const struct sparkplug_host *sparkplug_state_host(const struct sparkplug_state *st);
 
 /* Opens the state kept in the SQLite file path (borrowed), or a memory-only state
  * when path is NULL. read_only: load the table if the file and table exist, and
@@ -68,6 +87,12 @@ const struct sparkplug_metric_def *sparkplug_scope_by_name(const struct sparkplu
  * true otherwise, including when no earlier message is known. */
 bool sparkplug_state_seq(struct sparkplug_state *st, const char *group,
                          const char *edge_node, uint64_t seq, bool reset);
+
+/* Rate limit of Rebirth requests: returns true (and remembers now_ms, a monotonic
+ * time) when no request for the edge node was made in the last interval_ms; false
+ * otherwise, or when the node cannot be tracked (past the scope limit). */
+bool sparkplug_state_rebirth_due(struct sparkplug_state *st, const char *group,
+                                 const char *edge_node, int64_t now_ms, int64_t interval_ms);
 
 /* Retries the pending BIRTH writes without waiting for the lock. Cheap when nothing
  * is pending: the codec calls it for every message. */

@@ -57,6 +57,30 @@ int  spool_set_policy(struct spool *sp, const struct config *cfg);
  * dead letter also leaves a line in the dead-letter log (spool_dead_letters). */
 int  spool_append(struct spool *sp, struct record *rec, bool commit, struct err *err);
 int  spool_commit(struct spool *sp, struct err *err);      /* no-op without a batch */
+
+/* Durable per-route state (deadband last values, aggregate accumulators): rows of
+ * the route_state table, (route, key) -> value, where route names the owner (e.g.
+ * "deadband/<route name>") and key is the Kafka key. */
+struct spool_state_put {
+    const char *route;                       /* borrowed, NUL-terminated */
+    const void *key;    size_t key_len;      /* borrowed */
+    const void *value;  size_t value_len;    /* borrowed; value NULL deletes the row */
+};
+/* As spool_append, with puts[0..n) written in the same transaction as the record:
+ * after a crash either both are in the file or neither. With commit false they join
+ * the open batch (and are rolled back with it). n == 0 is spool_append. */
+int  spool_append_with_state(struct spool *sp, struct record *rec, bool commit,
+                             const struct spool_state_put *puts, size_t n,
+                             struct err *err);
+/* Calls fn for every route_state row whose route starts with prefix, in the spool
+ * file at path, through a read-only connection of its own (any thread; works while
+ * the bridge runs; reads only committed state). A missing file, or a spool from
+ * before route_state, has no rows. fn returns 0 to go on, > 0 to stop, < 0 (-errno)
+ * to fail. 0 or -errno with a sentence. */
+int  spool_state_read(const char *path, const char *prefix,
+                      int (*fn)(const char *route, const void *key, size_t key_len,
+                                const void *value, size_t value_len, void *arg),
+                      void *arg, struct err *err);
 size_t spool_pending(const struct spool *sp);              /* rows in the open batch */
 int64_t spool_pending_since_ms(const struct spool *sp);    /* mono ms the batch began */
 
@@ -123,6 +147,22 @@ struct spool_stats {
 };
 int  spool_stats(struct spool *sp, struct spool_stats *st, struct err *err);
 void spool_stats_fini(struct spool_stats *st);
+
+/* spool.on_corrupt: quarantine. Moves a spool spool_open refused with -EBADMSG aside:
+ * renames path, path-wal and path-shm (those present) to <path>.corrupt-<UTC
+ * yyyymmddThhmmssZ> plus the same suffixes, never over an existing file, so SQLite
+ * still pairs the aside file with its WAL. Then describes what was lost: sizes, and
+ * the rows of the records table counted through a read-only connection when the file
+ * still answers (rows -1 when not). The aside files' bytes are never changed.
+ * 0 or -errno with a sentence; on error the spool may be partly moved (the sentence
+ * says which file failed), and the caller must not start a fresh spool. */
+struct spool_damage {
+    char    aside[4096];       /* the new path of the main file (PATH_MAX) */
+    int64_t bytes;             /* size of the main file */
+    int64_t wal_bytes;         /* size of its WAL; 0 when absent */
+    int64_t rows;              /* records table rows, or -1 when unreadable */
+};
+int  spool_quarantine(const char *path, struct spool_damage *out, struct err *err);
 
 #ifdef SLUICE_FAULT_SEAMS
 /* Test builds only: the Nth commit from now (1 = next) fails with -EIO, and every

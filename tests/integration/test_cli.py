@@ -65,6 +65,72 @@ def test_cli(wd):
                           garbage)
     assert rc == 65 and "dead letter" in out and "sluice.dead-letter" in out, (rc, out)
 
+    # where: shown by check and check --print (which loads again), map prints the
+    # verdict of a filtered message and exits 0: dropping it is the route's rule
+    edge = wd.file("edge.yaml")
+    with open(edge, "w") as f:
+        f.write(f"spool:\n  path: {wd.file('edge-spool.db')}\nroutes:\n"
+                "  - name: hot\n    match: plant/{line}/{device}\n    format: json\n"
+                "    topic: hot\n    key: \"{device}\"\n"
+                "    where: '$.quality == \"good\" and ($.temp > 80 or {line} == \"l9\")'\n"
+                "    deadband: { field: $.temp, abs: 0.5 }\n")
+    rc, out, err = sluice("check", "-c", edge)
+    assert rc == 0, (rc, out, err)
+    assert 'where:  $.quality == "good" and ($.temp > 80 or {line} == "l9")' in out, out
+    rc, out, err = sluice("check", "-c", edge, "--print")
+    assert rc == 0 and "where: " in out, (rc, out, err)
+    printed = wd.file("edge-printed.yaml")
+    with open(printed, "w") as f:
+        f.write(out)
+    rc, out2, err = sluice("check", "-c", printed)
+    assert rc == 0 and "($.temp > 80 or" in out2, (rc, out2, err)
+    hot, cold = wd.file("hot.json"), wd.file("cold.json")
+    with open(hot, "w") as f:
+        f.write('{"quality":"good","temp":81}')
+    with open(cold, "w") as f:
+        f.write('{"quality":"good","temp":79}')
+    rc, out, err = sluice("map", "-c", edge, "plant/l1/d1", hot)
+    assert rc == 0 and "topic:     hot" in out and "filtered" not in out, (rc, out, err)
+    rc, out, err = sluice("map", "-c", edge, "plant/l1/d1", cold)
+    assert rc == 0, (rc, out, err)
+    assert out.startswith('filtered: where $.quality == "good" and ($.temp > 80 or '
+                          '{line} == "l9") is false (route hot;'), out
+    rc, out, err = sluice("map", "-c", edge, "plant/l9/d1", cold)
+    assert rc == 0 and "topic:     hot" in out, (rc, out, err)
+    assert "deadband:  forwarded: $.temp = 79 is the first value of this key" in out, out
+    assert "deadband: $.temp moved more than max(abs 0.5, 0% of the last" in \
+        sluice("check", "-c", edge)[1]
+
+    # deadband verdicts against the last values a spool holds (read only)
+    import sqlite3
+    import struct
+    db = sqlite3.connect(wd.file("edge-spool.db"))
+    db.execute("CREATE TABLE route_state (route TEXT NOT NULL, key BLOB NOT NULL,"
+               " value BLOB NOT NULL, PRIMARY KEY (route, key)) WITHOUT ROWID")
+    db.execute("INSERT INTO route_state VALUES ('deadband/hot', ?, ?)",
+               (b"d1", struct.pack("<d", 80.75)))
+    db.commit()
+    db.close()
+    rc, out, err = sluice("map", "-c", edge, "plant/l1/d1", hot)
+    assert rc == 0, (rc, out, err)
+    assert out.startswith("suppressed: deadband: $.temp = 81 is within 0.5 of the last "
+                          "forwarded 80.75"), out
+    rc, out, err = sluice("map", "-c", edge, "plant/l1/d2", hot)
+    assert rc == 0 and "is the first value of this key" in out, (rc, out, err)
+    with open(hot, "w") as f:
+        f.write('{"quality":"good","temp":81.5}')
+    rc, out, err = sluice("map", "-c", edge, "plant/l1/d1", hot)
+    assert rc == 0 and "moved past 0.5 of the last forwarded 80.75" in out, (rc, out, err)
+
+    # sparkplug: a route without a key gets {group}/{edge_node}/{device}
+    spcfg = wd.file("sparkplug.yaml")
+    with open(spcfg, "w") as f:
+        f.write(f"spool: {{ path: {wd.file('sp.db')} }}\nroutes:\n  - name: sp\n"
+                "    match: spBv1.0/#\n    format: sparkplug\n    topic: sparkplug.{group}\n")
+    rc, out, err = sluice("map", "-c", spcfg, "spBv1.0/G1/DDATA/E1/D1",
+                          os.path.join(SRC, "tests", "data", "sparkplug", "ddata.bin"))
+    assert rc == 0 and "key:       G1/E1/D1" in out and "topic:     sparkplug.G1" in out, out
+
     # --print: effective config with ${VAR}s resolved and secrets redacted
     secret = "s3cr3t-planted-value"
     cfg = wd.file("secret.yaml")

@@ -26,9 +26,11 @@ import harness as h
 # Paho checks the host name itself after the handshake (X509_check_host, then
 # X509_check_ip_asc) and fails with "TCP/TLS connect failure" without anything on
 # OpenSSL's error queue, so ingest's ssl_error_cb never fires and sluice's log names
-# no reason for a wrong-host certificate. Until ingest.c says why (see the hardening
-# report), the test accepts the bare refusal for that case; set this to True then.
-WRONGHOST_REASON_LOGGED = False
+# no reason of its own for a wrong-host certificate. ingest_connect_failed now logs
+# the likely one ("certificate may not match host H ... hostname verification
+# failed?") when a TLS connect fails with nothing from OpenSSL; False would accept
+# the bare refusal again.
+WRONGHOST_REASON_LOGGED = True
 
 
 def openssl(wd, *args):

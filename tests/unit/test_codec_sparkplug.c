@@ -8,7 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
+#include "sparkplug_b.pb-c.h"
+#include "sluice/clock.h"
 #include "sluice/codec.h"
+#include "sluice/config.h"
 #include "sluice/err.h"
 #include "sluice/metrics.h"
 #include "sluice/sparkplug_state.h"
@@ -202,6 +207,192 @@ START_TEST(test_codec_sparkplug_every_datatype)
 }
 END_TEST
 
+/* Codec hooks that record what the codec asks of ingest. */
+struct fake_mqtt {
+    int      npub;
+    char     topic[128];
+    unsigned char payload[256];
+    size_t   len;
+    int      nbarrier;
+    sqlite3 *spool;     /* the "spool" connection whose batch before_write commits */
+};
+
+static int
+fake_publish(void *arg, const char *topic, const void *payload, size_t len)
+{
+    struct fake_mqtt *f = arg;
+
+    f->npub++;
+    snprintf(f->topic, sizeof(f->topic), "%s", topic);
+    ck_assert_uint_le(len, sizeof(f->payload));
+    memcpy(f->payload, payload, len);
+    f->len = len;
+    return 0;
+}
+
+static void
+fake_before_write(void *arg)
+{
+    struct fake_mqtt *f = arg;
+
+    f->nbarrier++;
+    if (f->spool != NULL && !sqlite3_get_autocommit(f->spool))
+        ck_assert_int_eq(sqlite3_exec(f->spool, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+}
+
+static void
+configure(void *st, const struct codec_hooks *hooks, bool rebirth, bool read_only)
+{
+    struct config cfg;
+    struct codec_env env = { NULL, read_only, &cfg, hooks };
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.sparkplug.request_rebirth = rebirth;
+    cfg.sparkplug.rebirth_interval_ms = 60000;
+    spb->configure(st, &env);
+}
+
+static void
+decode_ok(void *st, const char *topic, const char *fixture_name)
+{
+    char *json;
+
+    ck_assert_int_eq(decode(st, topic, fixture_name, &json, NULL), 0);
+    free(json);
+}
+
+/* DATA sluice cannot name asks the node for a rebirth: one NCMD per node per interval,
+ * a Sparkplug payload with the one metric Node Control/Rebirth = true. */
+START_TEST(test_codec_sparkplug_requests_rebirth)
+{
+    struct fake_mqtt f = { 0 };
+    struct codec_hooks hooks = { &f, fake_publish, NULL };
+    struct sparkplug_state *st;
+    struct err err = { 0 };
+    uint64_t sent0 = metrics_get(&metrics.sparkplug_rebirths);
+    int64_t before = clock_wall_ms();
+    Org__Eclipse__Tahu__Protobuf__Payload *pl;
+
+    ck_assert_int_eq(sparkplug_state_open(&st, NULL, false, &err), 0);
+    configure(st, &hooks, true, false);
+
+    decode_ok(st, "spBv1.0/G/NDATA/E", "ndata");          /* no BIRTH known */
+    ck_assert_int_eq(f.npub, 1);
+    ck_assert_str_eq(f.topic, "spBv1.0/G/NCMD/E");
+    pl = org__eclipse__tahu__protobuf__payload__unpack(NULL, f.len, f.payload);
+    ck_assert_ptr_nonnull(pl);
+    ck_assert(pl->has_timestamp && (int64_t)pl->timestamp >= before);
+    ck_assert(!pl->has_seq);
+    ck_assert_uint_eq(pl->n_metrics, 1);
+    ck_assert_str_eq(pl->metrics[0]->name, "Node Control/Rebirth");
+    ck_assert(pl->metrics[0]->has_datatype && pl->metrics[0]->datatype == 11);   /* Boolean */
+    ck_assert_int_eq(pl->metrics[0]->value_case,
+                     ORG__ECLIPSE__TAHU__PROTOBUF__PAYLOAD__METRIC__VALUE_BOOLEAN_VALUE);
+    ck_assert(pl->metrics[0]->boolean_value);
+    org__eclipse__tahu__protobuf__payload__free_unpacked(pl, NULL);
+    ck_assert_uint_eq(metrics_get(&metrics.sparkplug_rebirths), sent0 + 1);
+
+    /* Within the interval: counted and marked as before, but no second request. */
+    decode_ok(st, "spBv1.0/G/NDATA/E", "ndata");
+    decode_ok(st, "spBv1.0/G/DDATA/E/D", "ddata");
+    ck_assert_int_eq(f.npub, 1);
+    /* Another node has its own budget; a device's DATA asks its edge node. */
+    decode_ok(st, "spBv1.0/G/DDATA/E2/D", "ddata");
+    ck_assert_int_eq(f.npub, 2);
+    ck_assert_str_eq(f.topic, "spBv1.0/G/NCMD/E2");
+    /* Named DATA after a BIRTH asks nothing; a seq gap does (after the interval). */
+    decode_ok(st, "spBv1.0/G/NBIRTH/E3", "nbirth");
+    decode_ok(st, "spBv1.0/G/NDATA/E3", "ndata");
+    ck_assert_int_eq(f.npub, 2);
+    decode_ok(st, "spBv1.0/G/NDATA/E3", "ndata_gap");
+    ck_assert_int_eq(f.npub, 3);
+    ck_assert_str_eq(f.topic, "spBv1.0/G/NCMD/E3");
+    ck_assert(!sparkplug_state_rebirth_due(st, "G", "E3", clock_mono_ms(), 60000));
+    ck_assert(sparkplug_state_rebirth_due(st, "G", "E3", clock_mono_ms() + 60000, 60000));
+
+    /* Off by config, and never from `sluice map` (read only). */
+    configure(st, &hooks, false, false);
+    decode_ok(st, "spBv1.0/G/NDATA/E4", "ndata");
+    configure(st, &hooks, true, true);
+    decode_ok(st, "spBv1.0/G/NDATA/E5", "ndata");
+    ck_assert_int_eq(f.npub, 3);
+    ck_assert_uint_eq(metrics_get(&metrics.sparkplug_rebirths), sent0 + 3);
+    sparkplug_state_close(st);
+}
+END_TEST
+
+static void
+unlink_db(const char *db)
+{
+    char side[96];
+
+    unlink(db);
+    snprintf(side, sizeof(side), "%s-wal", db);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", db);
+    unlink(side);
+}
+
+static int
+alias_rows(sqlite3 *db, const char *device)
+{
+    sqlite3_stmt *q;
+    int n = -1;
+
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM sparkplug_alias WHERE "
+                                        "device = ?1", -1, &q, NULL), SQLITE_OK);
+    sqlite3_bind_text(q, 1, device, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        n = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    return n;
+}
+
+/* A BIRTH's aliases reach the disk during its own decode even while another
+ * connection (the spool's QoS 0 batch) holds the write lock: before_write ends that
+ * transaction first. Without the hook the write never waits and stays pending. */
+START_TEST(test_codec_sparkplug_birth_durable_before_append)
+{
+    char path[] = "/tmp/test_spb_XXXXXX", db[64];
+    struct fake_mqtt f = { 0 };
+    struct codec_hooks hooks = { &f, NULL, fake_before_write };
+    struct sparkplug_state *st;
+    struct err err = { 0 };
+    int64_t t0;
+    int fd = mkstemp(path);
+
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    unlink(path);
+    snprintf(db, sizeof(db), "%s.db", path);
+    ck_assert_int_eq(sparkplug_state_open(&st, db, false, &err), 0);
+    ck_assert_int_eq(sqlite3_open(db, &f.spool), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(f.spool, "CREATE TABLE batch (x); BEGIN IMMEDIATE; "
+                                  "INSERT INTO batch VALUES (1)", NULL, NULL, NULL), SQLITE_OK);
+
+    /* No barrier: the write lock is taken, the BIRTH stays pending, nobody waits. */
+    t0 = clock_mono_ms();
+    decode_ok(st, "spBv1.0/G/DBIRTH/E/D0", "dbirth");
+    ck_assert_int_lt(clock_mono_ms() - t0, 500);
+    ck_assert_uint_eq(sparkplug_state_pending(st), 1);
+
+    /* With the barrier: the batch is committed first, then both BIRTHs are written. */
+    configure(st, &hooks, false, false);
+    decode_ok(st, "spBv1.0/G/DBIRTH/E/D1", "dbirth");
+    ck_assert_int_eq(f.nbarrier, 1);
+    ck_assert_uint_eq(sparkplug_state_pending(st), 0);
+    ck_assert_int_eq(alias_rows(f.spool, "D0"), 5);
+    ck_assert_int_eq(alias_rows(f.spool, "D1"), 5);
+    /* DATA writes nothing and needs no barrier. */
+    decode_ok(st, "spBv1.0/G/DDATA/E/D1", "ddata");
+    ck_assert_int_eq(f.nbarrier, 1);
+
+    sparkplug_state_close(st);
+    sqlite3_close(f.spool);
+    unlink_db(db);
+}
+END_TEST
+
 /* DATA after a restart: the alias map comes back from the spool file. */
 START_TEST(test_codec_sparkplug_aliases_survive_restart)
 {
@@ -382,6 +573,8 @@ suite(void)
     tcase_add_test(tc, test_codec_sparkplug_state_message_passes_through);
     tcase_add_test(tc, test_codec_sparkplug_rejects_foreign_topics);
     tcase_add_test(tc, test_codec_sparkplug_damaged_payloads);
+    tcase_add_test(tc, test_codec_sparkplug_requests_rebirth);
+    tcase_add_test(tc, test_codec_sparkplug_birth_durable_before_append);
     suite_add_tcase(s, tc);
     return s;
 }

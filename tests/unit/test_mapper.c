@@ -35,7 +35,13 @@ static const char cfg_text[] =
     "    key: $.id\n"
     "  - name: catch-all\n"
     "    match: factory/#\n"
-    "    topic: factory.other\n";
+    "    topic: factory.other\n"
+    "  - name: filtered\n"
+    "    match: edge/{line}/{device}\n"
+    "    format: json\n"
+    "    topic: edge\n"
+    "    key: \"{device}\"\n"
+    "    where: '$.quality == \"good\" and {line} != \"test\"'\n";
 
 static struct config *cfg;
 static struct mapper *mp;
@@ -187,6 +193,25 @@ START_TEST(test_mapper_route_errors_are_dead_letters)
 }
 END_TEST
 
+/* where: false drops after decoding (a bad payload is still a dead letter), and
+ * says which route did it. */
+START_TEST(test_mapper_where_filters)
+{
+    struct record rec;
+    struct err why = { 0 };
+
+    ck_assert_int_eq(map("edge/l1/d1", "{\"quality\":\"good\"}", &rec, NULL), MAPPER_OK);
+    ck_assert_int_eq((int)rec.key_len, 2);
+    ck_assert_int_eq(map("edge/l1/d1", "{\"quality\":\"bad\"}", &rec, NULL), MAPPER_FILTERED);
+    ck_assert_uint_eq(rec.route, 4);
+    ck_assert_str_eq(rec.lane, "default");
+    ck_assert_int_eq(map("edge/test/d1", "{\"quality\":\"good\"}", &rec, NULL),
+                     MAPPER_FILTERED);
+    ck_assert_int_eq(map("edge/l1/d1", "{}", &rec, NULL), MAPPER_FILTERED);
+    ck_assert_int_eq(map("edge/l1/d1", "not json", &rec, &why), MAPPER_DEAD_LETTER);
+}
+END_TEST
+
 START_TEST(test_mapper_user_properties_become_headers)
 {
     struct record_header props[] = { { "site", 4, "b", 1 }, { "fw", 2, "3.2", 3 } };
@@ -219,6 +244,7 @@ mapper_suite(void)
     tcase_add_test(tc, test_mapper_bad_json_is_a_dead_letter);
     tcase_add_test(tc, test_mapper_route_errors_are_dead_letters);
     tcase_add_test(tc, test_mapper_user_properties_become_headers);
+    tcase_add_test(tc, test_mapper_where_filters);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -436,7 +436,7 @@ static const struct {
 } damaged[] = {
     { "not_a_database.spool", "not a sluice spool: file is not a database", true },
     { "truncated.spool",      "damaged", true },
-    { "future_version.spool", "schema version 999 is newer than this sluice (2)", true },
+    { "future_version.spool", "schema version 999 is newer than this sluice (4)", true },
     { "bitflip.spool",        "damaged (integrity check: *** in database main ***", false },
 };
 
@@ -689,6 +689,72 @@ START_TEST(test_spool_max_age_evicts_only_old_rows_of_its_lane)
 }
 END_TEST
 
+/* compact: latest_per_key keeps the newest waiting row per Kafka key in that lane
+ * only, on both append paths; a rolled-back batch brings the superseded rows back; a
+ * superseded row already claimed is deleted as a no-op; keyless rows stay. */
+START_TEST(test_spool_compact_latest_per_key)
+{
+    struct spool *sp = open_rw();
+    struct spool_batch b;
+    struct config cfg;
+    struct config_lane lanes[2];
+    struct err err = {0};
+    struct mkrec m;
+    struct record *r;
+    uint64_t before = metrics_get(&metrics.compacted[0]), seqs[7];
+
+    policy(&cfg, lanes, 0, WHEN_FULL_DROP_OLDEST, 0);
+    lanes[0].compact = COMPACT_LATEST_PER_KEY;
+    ck_assert_int_eq(spool_set_policy(sp, &cfg), 0);
+    for (int i = 1; i <= 21; i++) {          /* keys dev-0 .. dev-6, three rounds */
+        append(sp, "urgent", i, true);
+        append(sp, "bulk", i, true);
+    }
+    spool_batch_init(&b);
+    ck_assert_uint_eq(claim_all(sp, "urgent", &b), 7);
+    for (size_t i = 0; i < 7; i++)
+        check_rec(&b.recs[i], "urgent", 15 + (int)i);      /* the newest, in order */
+    ck_assert_uint_eq(claim_all(sp, "bulk", &b), 21);       /* other lanes untouched */
+    ck_assert_uint_eq(metrics_get(&metrics.compacted[0]) - before, 14);
+
+    /* in flight: claimed, then superseded (QoS 0 batch), then "delivered" */
+    ck_assert_uint_eq(claim_all(sp, "urgent", &b), 7);
+    for (size_t i = 0; i < 7; i++)
+        seqs[i] = b.recs[i].seq;
+    for (int i = 22; i <= 28; i++)
+        append(sp, "urgent", i, false);
+    ck_assert_int_eq(spool_commit(sp, &err), 0);
+    ck_assert_int_eq(spool_delete(sp, seqs, 7, &err), 0);
+    ck_assert_uint_eq(claim_all(sp, "urgent", &b), 7);
+    check_rec(&b.recs[0], "urgent", 22);
+
+    /* a keyless record is never superseded */
+    r = mkrec(&m, "urgent", 29);
+    r->key = NULL;
+    r->key_len = 0;
+    ck_assert_int_eq(spool_append(sp, r, true, &err), 0);
+    r = mkrec(&m, "urgent", 30);
+    r->key = NULL;
+    r->key_len = 0;
+    ck_assert_int_eq(spool_append(sp, r, true, &err), 0);
+    ck_assert_uint_eq(claim_all(sp, "urgent", &b), 9);
+
+    /* an uncommitted batch that superseded rows is rolled back whole at close */
+    for (int i = 36; i <= 42; i++)
+        append(sp, "urgent", i, false);
+    spool_close(sp);
+    sp = open_rw();
+    ck_assert_int_eq(spool_set_policy(sp, &cfg), 0);
+    ck_assert_uint_eq(claim_all(sp, "urgent", &b), 9);
+    check_rec(&b.recs[0], "urgent", 22);
+    append(sp, "urgent", 42, true);                        /* dev-0 again, after reopen */
+    ck_assert_uint_eq(claim_all(sp, "urgent", &b), 9);
+    check_rec(&b.recs[8], "urgent", 42);
+    spool_batch_fini(&b);
+    spool_close(sp);
+}
+END_TEST
+
 START_TEST(test_spool_drop_oldest_evicts_lowest_priority_lane_first)
 {
     struct spool *sp = open_rw();
@@ -921,6 +987,7 @@ spool_suite(void)
     tcase_add_test(tc, test_spool_ingest_and_forwarder_handles_interleave);
     tcase_add_test(tc, test_spool_max_age_evicts_only_old_rows_of_its_lane);
     tcase_add_test(tc, test_spool_drop_oldest_evicts_lowest_priority_lane_first);
+    tcase_add_test(tc, test_spool_compact_latest_per_key);
     tcase_add_test(tc, test_spool_backpressure_refuses_then_takes_after_delete);
     tcase_add_test(tc, test_spool_dead_letter_log_is_listed_and_bounded);
 #ifdef SLUICE_FAULT_SEAMS
