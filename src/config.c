@@ -289,7 +289,7 @@ static const struct field route_fields[] = {
     FIELD("headers", F_MAP, NULL, 0,
           "extra Kafka headers: name -> template"),
     FIELD("where", F_STR, NULL, RO(where),
-          "keep only messages this condition holds for (see docs/edge.md)"),
+          "keep only messages this condition holds for (see README: Reducing what leaves the site)"),
     FIELD_SECTION("deadband", deadband_fields,
                   "forward a value only when it moved past a band, per Kafka key"),
     FIELD_END,

@@ -4,7 +4,7 @@ reason and leaves the file byte-for-byte as it was; with quarantine the file (an
 WAL) is renamed to <path>.corrupt-<UTC time> unchanged, the loss is logged, and the
 bridge starts on an empty spool and forwards. A deleted -wal is not damage: SQLite
 opens the main file as it was at the last checkpoint, and the rows committed only to
-the lost WAL are gone (SQLite's behaviour, documented in docs/operations.md)."""
+the lost WAL are gone (SQLite's behaviour, documented in README "Guarantees")."""
 import glob
 import hashlib
 import os
