@@ -312,16 +312,25 @@ def loadgen(url, count, devices=100, qos=1, rate=0, start=0, extra=(), backgroun
     return res.stdout
 
 
+SKIP = 77     # meson's exit code for a skipped test
+
+
 def run(test):
-    """Runs one test function with a work directory; prints a plain result line."""
+    """Runs one test function with a work directory; prints a plain result line.
+    A test that cannot run here calls sys.exit(SKIP) with its reason printed."""
     name = test.__name__
     wd = Workdir(name)
-    ok = False
+    result = "0 passed, 1 failed"
+    code = 1
     try:
         test(wd)
-        ok = True
+        result, code = "1 passed, 0 failed", 0
+    except SystemExit as e:
+        if e.code != SKIP:
+            raise
+        result, code = "0 passed, 0 failed, 1 skipped", SKIP
     finally:
         wd.stop_all()
-        wd.cleanup(ok)
-        print(f"{name}: {'1 passed, 0 failed' if ok else '0 passed, 1 failed'}", flush=True)
-    sys.exit(0 if ok else 1)
+        wd.cleanup(code != 1)
+        print(f"{name}: {result}", flush=True)
+    sys.exit(code)

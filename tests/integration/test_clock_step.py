@@ -11,6 +11,7 @@ linger, retention tick) run on CLOCK_MONOTONIC, which a real clock step does not
 either. Only CLOCK_REALTIME (ingest.time, spool ingest_ms, the log) jumps. The route
 takes event time from the payload, stamped by loadgen on the real clock."""
 import os
+import sys
 import re
 import subprocess
 import time
@@ -50,6 +51,11 @@ def ages(out):
 
 
 def test_clock_step(wd):
+    if os.environ.get("SLUICE_SANITIZED"):
+        # libfaketime's preloaded clock_gettime recurses into ASan's own start-up
+        # interceptors and the process hangs before main: nothing of sluice is tested.
+        print("SKIP: libfaketime cannot be preloaded into an ASan build")
+        sys.exit(h.SKIP)
     if not os.path.exists(LIB):
         raise AssertionError(f"{LIB} missing: scripts/install-deps installs faketime")
     offset = wd.file("faketime.offset")
