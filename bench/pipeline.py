@@ -292,9 +292,8 @@ def bench_naive(wd, n, opts):
 
 
 def sluice_setup(wd, name, mosq, kafka):
-    cfg = h.sluice_config(wd, name, mosq.url, kafka.bootstrap)
-    with open(cfg, "a") as f:
-        f.write(f"http:\n  listen: 127.0.0.1:{h.free_port()}\n")
+    cfg = h.sluice_config(wd, name, mosq.url, kafka.bootstrap,
+                          http_listen=f"127.0.0.1:{h.free_port()}")
     return h.Sluice(wd, cfg).start()
 
 
