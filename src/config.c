@@ -37,6 +37,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "sluice/aggregate.h"
 #include "sluice/buf.h"
 #include "sluice/codec.h"
 #include "sluice/config.h"
@@ -251,6 +252,7 @@ static const struct field lane_fields[] = {
 struct route_src {
     char *name, *match, *format, *topic, *key, *timestamp, *lane, *where;
     char *db_field, *db_abs, *db_pct;   /* deadband: section, numbers checked later */
+    char *agg_window, *agg_lateness, *agg_late, *agg_late_topic;   /* aggregate: */
     int   ts_unit;
     bool  envelope;
 };
@@ -264,6 +266,20 @@ static const struct field deadband_fields[] = {
           "forward when the value moved more than this"),
     FIELD("pct", F_STR, NULL, RO(db_pct),
           "... or more than this percent of the last forwarded value"),
+    FIELD_END,
+};
+
+static const struct field aggregate_fields[] = {
+    FIELD("window", F_STR, NULL, RO(agg_window),
+          "tumbling window length by event time, e.g. 1m"),
+    FIELD("lateness", F_STR, NULL, RO(agg_lateness),
+          "how long after its end a window still takes records; default 0"),
+    FIELD("late", F_STR, NULL, RO(agg_late),
+          "drop: late records are counted and dropped (default)"),
+    FIELD("late_topic", F_STR, NULL, RO(agg_late_topic),
+          "send late records, as they are, to this Kafka topic instead"),
+    FIELD("fields", F_MAP, NULL, 0,
+          "output name -> { fn: count|sum|avg|min|max|first|last, field: JSON path }"),
     FIELD_END,
 };
 
@@ -292,6 +308,8 @@ static const struct field route_fields[] = {
           "keep only messages this condition holds for (see README: Reducing what leaves the site)"),
     FIELD_SECTION("deadband", deadband_fields,
                   "forward a value only when it moved past a band, per Kafka key"),
+    FIELD_SECTION("aggregate", aggregate_fields,
+                  "one record per Kafka key and event-time window instead of every message"),
     FIELD_END,
 };
 
@@ -1449,6 +1467,224 @@ build_deadband(struct loader *ld, struct config_route *r, const char *rpath,
     }
 }
 
+/* A window or lateness: a duration; window > 0. */
+static bool
+aggregate_duration(struct loader *ld, const char *apath, const char *key, const char *text,
+                   bool positive, int64_t *out)
+{
+    char path[KEYPATH_MAX];
+    int64_t v;
+
+    child_path(path, sizeof(path), apath, key);
+    if (units_parse_duration(text, &v) < 0 || v < 0 || (positive && v == 0)) {
+        diag(ld, node_at(ld, path), path, "expected a duration%s such as 1m or 30s, got '%s'",
+             positive ? " above 0" : "", text);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* The fields: mapping of aggregate:, name -> { fn, field }. */
+static bool
+build_aggregate_fields(struct loader *ld, struct config_route *r, const char *apath)
+{
+    char fpath[KEYPATH_MAX], path[KEYPATH_MAX], sub[KEYPATH_MAX];
+    yaml_node_t *map;
+    yaml_node_pair_t *first;
+    size_t n;
+    bool ok = true;
+
+    child_path(fpath, sizeof(fpath), apath, "fields");
+    map = node_at(ld, fpath);
+    if (is_null(map)) {
+        diag(ld, node_at(ld, apath), apath, "missing required key 'fields' (output name -> "
+                                            "{ fn, field })");
+        return false;
+    }
+    if (map->type != YAML_MAPPING_NODE) {
+        diag(ld, map, fpath, "expected a mapping of output names, got %s", node_kind(map));
+        return false;
+    }
+    first = map->data.mapping.pairs.start;
+    n = (size_t)(map->data.mapping.pairs.top - first);
+    if (n == 0) {
+        diag(ld, map, fpath, "give at least one output field");
+        return false;
+    }
+    if (n > AGGREGATE_MAX_FIELDS) {
+        diag(ld, map, fpath, "at most %d output fields", AGGREGATE_MAX_FIELDS);
+        return false;
+    }
+    if ((r->agg_fields = calloc(n, sizeof(*r->agg_fields))) == NULL) {
+        ld->oom = true;
+        return false;
+    }
+    for (yaml_node_pair_t *pair = first; pair < map->data.mapping.pairs.top; pair++) {
+        yaml_node_t *kn = yaml_document_get_node(ld->doc, pair->key);
+        yaml_node_t *vn = yaml_document_get_node(ld->doc, pair->value);
+        const char *fn_text = NULL, *field_text = NULL;
+        yaml_node_t *fn_node = NULL, *field_node = NULL;
+        struct config_agg_field *f;
+        enum aggregate_fn fn;
+        struct err e;
+        int rc;
+
+        if (kn->type != YAML_SCALAR_NODE || scalar(kn)[0] == '\0') {
+            diag(ld, kn, fpath, "output names must be non-empty strings");
+            ok = false;
+            continue;
+        }
+        child_path(path, sizeof(path), fpath, scalar(kn));
+        if (duplicate_key(ld, first, pair, path, "output field")) {
+            ok = false;
+            continue;
+        }
+        if (strcmp(scalar(kn), "window_start") == 0 || strcmp(scalar(kn), "window_end") == 0) {
+            diag(ld, kn, path, "'%s' is set by sluice itself", scalar(kn));
+            ok = false;
+            continue;
+        }
+        if (vn->type != YAML_MAPPING_NODE) {
+            diag(ld, vn, path, "expected { fn: ..., field: ... }, got %s", node_kind(vn));
+            ok = false;
+            continue;
+        }
+        for (yaml_node_pair_t *p = vn->data.mapping.pairs.start; p < vn->data.mapping.pairs.top;
+             p++) {
+            yaml_node_t *k2 = yaml_document_get_node(ld->doc, p->key);
+            yaml_node_t *v2 = yaml_document_get_node(ld->doc, p->value);
+            const char *name = k2->type == YAML_SCALAR_NODE ? scalar(k2) : "";
+            child_path(sub, sizeof(sub), path, name);
+            if (v2->type != YAML_SCALAR_NODE) {
+                diag(ld, v2, sub, "expected a string, got %s", node_kind(v2));
+                ok = false;
+            } else if (strcmp(name, "fn") == 0) {
+                fn_text = scalar(v2);
+                fn_node = v2;
+            } else if (strcmp(name, "field") == 0) {
+                field_text = scalar(v2);
+                field_node = v2;
+            } else {
+                diag(ld, k2, sub, "unknown key '%s' (expected fn or field)", name);
+                ok = false;
+            }
+        }
+        child_path(sub, sizeof(sub), path, "fn");
+        if (fn_text == NULL) {
+            diag(ld, vn, path, "missing required key 'fn' (count, sum, avg, min, max, first "
+                               "or last)");
+            ok = false;
+            continue;
+        }
+        if (!aggregate_fn_parse(fn_text, &fn)) {
+            diag(ld, fn_node, sub, "unknown function '%s' (expected count, sum, avg, min, "
+                                   "max, first or last)", fn_text);
+            ok = false;
+            continue;
+        }
+        if (field_text == NULL && fn != AGGREGATE_COUNT) {
+            diag(ld, vn, path, "missing required key 'field' (the JSON path %s reads)",
+                 aggregate_fn_name(fn));
+            ok = false;
+            continue;
+        }
+        f = &r->agg_fields[r->nagg_fields];
+        f->fn = (int)fn;
+        if (field_text != NULL) {
+            child_path(sub, sizeof(sub), path, "field");
+            err_clear(&e);
+            if ((rc = jpath_compile(&f->field, field_text, &e)) < 0) {
+                if (rc == -ENOMEM)
+                    ld->oom = true;
+                diag(ld, field_node, sub, "%s", e.msg);
+                ok = false;
+                continue;
+            }
+        }
+        if ((f->name = xstrdup(ld, scalar(kn))) == NULL) {
+            jpath_destroy(f->field);
+            f->field = NULL;
+            ok = false;
+            continue;
+        }
+        r->nagg_fields++;
+    }
+    return ok;
+}
+
+static void
+config_route_aggregate_free(struct config_route *r)
+{
+    for (size_t i = 0; i < r->nagg_fields; i++) {
+        free(r->agg_fields[i].name);
+        jpath_destroy(r->agg_fields[i].field);
+    }
+    free(r->agg_fields);
+    free(r->agg_late_topic);
+    r->agg_fields = NULL;
+    r->nagg_fields = 0;
+    r->agg_late_topic = NULL;
+    r->agg_window_ms = 0;
+}
+
+static void
+build_aggregate(struct loader *ld, struct config_route *r, const char *rpath,
+                const struct route_src *rs, bool raw)
+{
+    char apath[KEYPATH_MAX], path[KEYPATH_MAX];
+    const yaml_node_t *at;
+    bool ok = true;
+
+    child_path(apath, sizeof(apath), rpath, "aggregate");
+    if (is_null(at = node_at(ld, apath)) || at->type != YAML_MAPPING_NODE)
+        return;
+    if (raw) {
+        diag(ld, at, apath, "format raw has no JSON document to aggregate (use format: json)");
+        ok = false;
+    }
+    child_path(path, sizeof(path), rpath, "deadband");
+    if (!is_null(node_at(ld, path))) {
+        diag(ld, at, apath, "a route takes deadband: or aggregate:, not both");
+        ok = false;
+    }
+    if (rs->agg_window == NULL) {
+        diag(ld, at, apath, "missing required key 'window' (a duration, e.g. 1m)");
+        ok = false;
+    } else if (!aggregate_duration(ld, apath, "window", rs->agg_window, true,
+                                   &r->agg_window_ms)) {
+        ok = false;
+    }
+    if (rs->agg_lateness != NULL &&
+        !aggregate_duration(ld, apath, "lateness", rs->agg_lateness, false,
+                            &r->agg_lateness_ms))
+        ok = false;
+    if (rs->agg_late != NULL && strcmp(rs->agg_late, "drop") != 0) {
+        child_path(path, sizeof(path), apath, "late");
+        diag(ld, node_at(ld, path), path, "expected drop, got '%s' (or give late_topic)",
+             rs->agg_late);
+        ok = false;
+    }
+    if (rs->agg_late_topic != NULL) {
+        child_path(path, sizeof(path), apath, "late_topic");
+        if (rs->agg_late != NULL) {
+            diag(ld, node_at(ld, path), path, "give late: drop or late_topic, not both");
+            ok = false;
+        } else if (!is_kafka_topic(rs->agg_late_topic)) {
+            diag(ld, node_at(ld, path), path,
+                 "'%s' is not a legal Kafka topic name (1 to 249 letters, digits, '.', '_' "
+                 "or '-')", rs->agg_late_topic);
+            ok = false;
+        } else if ((r->agg_late_topic = xstrdup(ld, rs->agg_late_topic)) == NULL) {
+            ok = false;
+        }
+    }
+    if (!build_aggregate_fields(ld, r, apath))
+        ok = false;
+    if (!ok)
+        config_route_aggregate_free(r);
+}
+
 static void
 build_route(struct loader *ld, yaml_node_t *node, size_t idx)
 {
@@ -1565,6 +1801,7 @@ build_route(struct loader *ld, yaml_node_t *node, size_t idx)
     }
 
     build_deadband(ld, r, rpath, &rs, raw);
+    build_aggregate(ld, r, rpath, &rs, raw);
 
     if (rs.timestamp != NULL) {
         child_path(path, sizeof(path), rpath, "timestamp");
@@ -1865,6 +2102,7 @@ config_destroy(struct config *cfg)
         jpath_destroy(r->timestamp);
         filter_destroy(r->where);
         jpath_destroy(r->deadband_field);
+        config_route_aggregate_free(r);
         for (size_t j = 0; j < r->nheaders; j++) {
             free(r->headers[j].name);
             tmpl_destroy(r->headers[j].value);
@@ -1998,6 +2236,32 @@ print_routes(FILE *f, const struct config *cfg)
             fprintf(f, "\n      abs: %.17g\n      pct: %.17g\n", r->deadband_abs,
                     r->deadband_pct);
         }
+        if (r->agg_window_ms > 0) {
+            char d[32];
+            units_render_duration(r->agg_window_ms, d, sizeof(d));
+            fprintf(f, "    aggregate:\n      window: %s\n", d);
+            units_render_duration(r->agg_lateness_ms, d, sizeof(d));
+            fprintf(f, "      lateness: %s\n", d);
+            if (r->agg_late_topic != NULL) {
+                fputs("      late_topic: ", f);
+                print_quoted(f, r->agg_late_topic);
+                fputc('\n', f);
+            } else {
+                fputs("      late: drop\n", f);
+            }
+            fputs("      fields:\n", f);
+            for (size_t j = 0; j < r->nagg_fields; j++) {
+                const struct config_agg_field *af = &r->agg_fields[j];
+                fputs("        ", f);
+                print_quoted(f, af->name);
+                fprintf(f, ": { fn: %s", aggregate_fn_name((enum aggregate_fn)af->fn));
+                if (af->field != NULL) {
+                    fputs(", field: ", f);
+                    print_quoted(f, jpath_text(af->field));
+                }
+                fputs(" }\n", f);
+            }
+        }
         fputs("    lane: ", f);
         print_quoted(f, cfg->lanes[r->lane].name);
         fputc('\n', f);
@@ -2103,6 +2367,15 @@ config_print_summary(const struct config *cfg, FILE *f)
             fprintf(f, "       deadband: %s moved more than max(abs %g, %g%% of the last "
                        "forwarded) per key\n", jpath_text(r->deadband_field),
                     r->deadband_abs, r->deadband_pct);
+        if (r->agg_window_ms > 0) {
+            char d[32], l[32];
+            units_render_duration(r->agg_window_ms, d, sizeof(d));
+            units_render_duration(r->agg_lateness_ms, l, sizeof(l));
+            fprintf(f, "       aggregate: one record per key and %s window (lateness %s, "
+                       "late records %s%s), %zu field(s)\n", d, l,
+                    r->agg_late_topic != NULL ? "to " : "dropped",
+                    r->agg_late_topic != NULL ? r->agg_late_topic : "", r->nagg_fields);
+        }
         fprintf(f, "       lane:   %s (priority %d%s)\n", cfg->lanes[r->lane].name,
                 cfg->lanes[r->lane].priority,
                 cfg->lanes[r->lane].compact == COMPACT_LATEST_PER_KEY

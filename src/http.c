@@ -579,6 +579,16 @@ http_render_metrics(struct http *h, struct buf *b)
                   "not a number, by route.");
     http_render_route_counter(b, "sluice_deadband_not_numeric_total",
                               metrics.deadband_not_numeric, names);
+    http_put_head(b, "sluice_aggregate_windows_total", "counter",
+                  "Aggregate windows closed and spooled as one record per Kafka key, by "
+                  "route.");
+    http_render_route_counter(b, "sluice_aggregate_windows_total", metrics.aggregate_windows,
+                              names);
+    http_put_head(b, "sluice_aggregate_late_total", "counter",
+                  "MQTT messages whose aggregate window was already closed (dropped, or "
+                  "sent as they are to late_topic), by route.");
+    http_render_route_counter(b, "sluice_aggregate_late_total", metrics.aggregate_late,
+                              names);
     http_put_head(b, "sluice_compacted_total", "counter",
                   "Waiting records deleted because a newer record of the same Kafka key "
                   "arrived (lanes with compact: latest_per_key), by lane.");

@@ -810,7 +810,7 @@ ingest_on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
     size_t nprops = 0;
     int64_t retry_ms = INGEST_RETRY_MIN_MS;
     unsigned attempt = 0;
-    bool commit = m->qos > 0, notify = false, wake_flusher = false;
+    bool commit = m->qos > 0, notify = false, wake_flusher = false, agg_failed;
     int rc;
 
     memset(&msg, 0, sizeof(msg));
@@ -841,6 +841,7 @@ ingest_on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
          * freed the config that rec's pointers borrowed from. */
         err_clear(&e);
         rc = mapper_map(in->mp, in->cfg, &msg, &rec, &e);
+        agg_failed = false;
         if (rc == MAPPER_NO_ROUTE) {
             metrics_add(&metrics.dropped[DROP_NO_ROUTE], 1);
             if (log_enabled(LOG_DEBUG))
@@ -857,11 +858,38 @@ ingest_on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
             metrics_add(&metrics.deadband_suppressed[metrics_route_slot(rec.route)], 1);
             break;
         }
+        if (rc == MAPPER_LATE) {
+            metrics_add(&metrics.aggregate_late[metrics_route_slot(rec.route)], 1);
+            break;
+        }
+        if (rc == MAPPER_AGGREGATED) {
+            /* The accumulator and any windows this message closed, in one committed
+             * transaction: acknowledged only once all of it is in the spool. */
+            const struct mapper_aggregate_info *ag = mapper_aggregate(in->mp);
+            err_clear(&e);
+            rc = spool_append_all(in->sp, ag->recs, ag->nrecs, ag->puts, ag->nputs, &e);
+            if (rc == 0) {
+                mapper_state_committed(in->mp);
+                metrics_add(&metrics.aggregate_windows[metrics_route_slot(rec.route)],
+                            ag->nrecs);
+                metrics_add(&metrics.spool_appends, ag->nrecs);
+                metrics_set_spool_state(SPOOL_STATE_OK);
+                metrics_add(&metrics.mqtt_messages[metrics_route_slot(rec.route)], 1);
+                notify = true;
+                break;
+            }
+            mapper_state_reset(in->mp);   /* reloads what the spool committed */
+            metrics_add(&metrics.spool_errors, 1);
+            metrics_set_spool_state(rc == -ENOSPC ? SPOOL_STATE_FULL : SPOOL_STATE_FAILING);
+            agg_failed = true;
+        }
         if (rc == MAPPER_DEAD_LETTER && attempt == 0)
             log_limited(&in->lim_dead, INGEST_LOG_EVERY_MS, LOG_WARN, COMP,
                         "%.*s: to the dead letter topic: %s", log_topic_len(&msg), msg.topic,
                         e.msg);
-        if (rc >= 0) {
+        if (agg_failed) {
+            /* e says why; retried below like any append */
+        } else if (rc >= 0) {
             size_t before = commit ? 0 : spool_pending(in->sp);
             err_clear(&e);
             const struct spool_state_put *puts;
@@ -871,6 +899,8 @@ ingest_on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
                 mapper_state_reset(in->mp);   /* a batch may have been rolled back */
             if (rc == 0) {
                 mapper_state_committed(in->mp);
+                if (mapper_aggregate(in->mp)->late)
+                    metrics_add(&metrics.aggregate_late[metrics_route_slot(rec.route)], 1);
                 if (mapper_deadband(in->mp)->verdict == MAPPER_DEADBAND_NOT_NUMERIC)
                     metrics_add(&metrics.deadband_not_numeric[metrics_route_slot(rec.route)],
                                 1);
@@ -941,12 +971,46 @@ ingest_on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
 
 /* ---- the flusher / reconnect timer thread ---------------------------------------- */
 
+/* Under mu: closes the aggregate windows whose keys went quiet for a window of wall
+ * time, each record with the delete of its accumulator in one transaction. Returns
+ * true when records were committed (the caller notifies after dropping mu). */
+static bool
+ingest_aggregate_expire_locked(struct ingest *in)
+{
+    const struct mapper_aggregate_info *ag;
+    struct err e = { 0 };
+    int rc;
+
+    if (in->cfg == NULL)
+        return false;
+    if ((rc = mapper_aggregate_expire(in->mp, in->cfg, clock_wall_ms(), &ag)) < 0) {
+        log_limited(&in->lim_spool, INGEST_LOG_EVERY_MS, LOG_ERROR, COMP,
+                    "aggregate: closing quiet windows: %s (retrying in a second)",
+                    strerror(-rc));
+        return false;
+    }
+    if (ag->nrecs == 0)
+        return false;
+    if (spool_append_all(in->sp, ag->recs, ag->nrecs, ag->puts, ag->nputs, &e) < 0) {
+        mapper_state_reset(in->mp);   /* the windows stay open in the spool */
+        metrics_add(&metrics.spool_errors, 1);
+        log_limited(&in->lim_spool, INGEST_LOG_EVERY_MS, LOG_ERROR, COMP,
+                    "aggregate: closing quiet windows failed (retrying in a second): %s",
+                    e.msg);
+        return false;
+    }
+    for (size_t i = 0; i < ag->nrecs; i++)
+        metrics_add(&metrics.aggregate_windows[metrics_route_slot(ag->recs[i].route)], 1);
+    metrics_add(&metrics.spool_appends, ag->nrecs);
+    return true;
+}
+
 static void *
 ingest_thread(void *arg)
 {
     struct ingest *in = arg;
     struct timespec ts;
-    int64_t retain_at = 0;
+    int64_t retain_at = 0, agg_at = 0;
 
     pthread_mutex_lock(&in->mu);
     while (!in->thread_stop) {
@@ -963,6 +1027,17 @@ ingest_thread(void *arg)
         }
         if (retain_at < deadline)
             deadline = retain_at;
+        if (now >= agg_at) {
+            agg_at = now + INGEST_RETAIN_MS;
+            if (ingest_aggregate_expire_locked(in) && in->notify != NULL) {
+                pthread_mutex_unlock(&in->mu);
+                in->notify(in->notify_arg);
+                pthread_mutex_lock(&in->mu);
+                continue;
+            }
+        }
+        if (agg_at < deadline)
+            deadline = agg_at;
 
         if (spool_pending(in->sp) > 0) {
             int64_t due = spool_pending_since_ms(in->sp) + INGEST_QOS0_BATCH_MS;

@@ -267,6 +267,16 @@ cmd_map(const char *path, const char *topic, const char *payload_file)
         if (rc == MAPPER_DEAD_LETTER)
             printf("dead letter: %s\n", why.msg);
         print_deadband(mp, &cfg->routes[rec.route]);
+        if (mapper_aggregate(mp)->aggregate) {
+            const struct mapper_aggregate_info *ag = mapper_aggregate(mp);
+            printf("aggregate: window ");
+            print_time(stdout, ag->window_start);
+            printf(" .. ");
+            print_time(stdout, ag->window_end);
+            printf(" [%lld, %lld) ms: the message is counted into this window of its key; "
+                   "the route sends one record per key and window when it closes\n",
+                   (long long)ag->window_start, (long long)ag->window_end);
+        }
         printf("route:     %s\n", cfg->routes[rec.route].name);
         printf("lane:      %s\n", rec.lane);
         printf("topic:     %.*s\n", (int)rec.topic_len, rec.topic);

@@ -22,12 +22,21 @@
  * is loaded from the spool file on first use. The mapper only decides; the new last
  * value goes to the spool with the record (mapper_state_puts, one transaction) and
  * into memory when ingest reports the append done (mapper_state_committed), so
- * memory never runs ahead of what the spool holds. */
+ * memory never runs ahead of what the spool holds.
+ *
+ * Aggregates (route aggregate:) differ in one way: their store changes memory at
+ * once, because one message can touch several rows (its accumulator, the watermark,
+ * every window it closes). That is safe because ingest writes them with
+ * spool_append_all, which commits at once and rolls everything back on failure:
+ * aggregate state never waits uncommitted, so mapper_state_reset, which empties the
+ * store so that the next message reloads it from the spool, restores exactly the
+ * committed state. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "sluice/aggregate.h"
 #include "sluice/buf.h"
 #include "sluice/codec.h"
 #include "sluice/config.h"
@@ -69,6 +78,9 @@ struct mapper {
     unsigned char       put_value[DEADBAND_VALUE_LEN];
     double              put_v;
     size_t              nputs;
+    struct aggregate_store *agg;    /* open windows, created on first use */
+    char               *agg_path;   /* the spool path agg was loaded from */
+    struct mapper_aggregate_info agi;  /* the last message's aggregate side */
 };
 
 int
@@ -167,6 +179,8 @@ mapper_destroy(struct mapper *mp)
     buf_fini(&mp->hdrs);
     buf_fini(&mp->state_route);
     deadband_destroy(mp->db);
+    aggregate_store_destroy(mp->agg);
+    free(mp->agg_path);
     free(mp->db_path);
     free(mp);
 }
@@ -320,6 +334,72 @@ mapper_envelope(struct mapper *mp, const struct config_route *r, const struct ma
     return rc;
 }
 
+/* The aggregate store, (re)loaded from the spool file when first needed; NULL when
+ * out of memory. */
+static struct aggregate_store *
+mapper_aggregate_store(struct mapper *mp, const struct config *cfg)
+{
+    const char *path = cfg->spool.path != NULL ? cfg->spool.path : "";
+
+    if (mp->agg == NULL && aggregate_store_create(&mp->agg) < 0)
+        return NULL;
+    if (mp->agg_path == NULL || strcmp(mp->agg_path, path) != 0) {
+        free(mp->agg_path);
+        if ((mp->agg_path = strdup(path)) == NULL)
+            return NULL;
+        aggregate_store_clear(mp->agg);
+    }
+    return mp->agg;
+}
+
+static void
+mapper_aggregate_fill(struct mapper *mp, const struct aggregate_step *step)
+{
+    mp->agi.aggregate = true;
+    mp->agi.late = step->late;
+    mp->agi.window_start = step->window_start;
+    mp->agi.window_end = step->window_end;
+    mp->agi.recs = step->recs;
+    mp->agi.nrecs = step->nrecs;
+    mp->agi.puts = step->puts;
+    mp->agi.nputs = step->nputs;
+}
+
+/* Takes a mapped record of an aggregate route into its window: MAPPER_AGGREGATED,
+ * MAPPER_LATE, or MAPPER_OK readdressed to late_topic. */
+static int
+mapper_aggregate_apply(struct mapper *mp, const struct config *cfg, size_t ridx,
+                       struct record *rec)
+{
+    const struct config_route *r = &cfg->routes[ridx];
+    struct aggregate_store *st;
+    struct aggregate_step step;
+    int rc;
+
+    if (mp->read_only) {
+        /* `sluice map`: the window only; the open windows are the bridge's business */
+        mp->agi.aggregate = true;
+        mp->agi.window_start = aggregate_window_start(rec->event_ms, r->agg_window_ms);
+        mp->agi.window_end = mp->agi.window_start + r->agg_window_ms;
+        return MAPPER_AGGREGATED;
+    }
+    if ((st = mapper_aggregate_store(mp, cfg)) == NULL)
+        return -ENOMEM;
+    if ((rc = aggregate_store_accept(st, cfg, ridx, rec, mp->out.doc, rec->ingest_ms,
+                                     &step)) < 0) {
+        aggregate_store_clear(st);
+        return rc;
+    }
+    mapper_aggregate_fill(mp, &step);
+    if (!step.late)
+        return MAPPER_AGGREGATED;
+    if (r->agg_late_topic == NULL)
+        return MAPPER_LATE;
+    rec->topic = r->agg_late_topic;
+    rec->topic_len = strlen(r->agg_late_topic);
+    return MAPPER_OK;
+}
+
 /* The deadband map, loaded from the spool file when first needed (again after a
  * reset, or when the spool path changed). NULL only when out of memory. A spool that
  * cannot be read is logged and treated as empty: every key's next value is then
@@ -406,6 +486,7 @@ mapper_map(struct mapper *mp, const struct config *cfg, const struct mapper_msg 
     mapper_release(mp);
     mp->nputs = 0;
     memset(&mp->dbi, 0, sizeof(mp->dbi));
+    memset(&mp->agi, 0, sizeof(mp->agi));
     memset(rec, 0, sizeof(*rec));
     rec->mqtt_topic = msg->topic;
     rec->mqtt_topic_len = msg->topic_len;
@@ -509,7 +590,46 @@ mapper_map(struct mapper *mp, const struct config *cfg, const struct mapper_msg 
     }
     if (r->deadband_field != NULL)
         return mapper_deadband_apply(mp, cfg, r, rec);
+    if (r->agg_window_ms > 0)
+        return mapper_aggregate_apply(mp, cfg, (size_t)rec->route, rec);
     return MAPPER_OK;
+}
+
+const struct mapper_aggregate_info *
+mapper_aggregate(const struct mapper *mp)
+{
+    return &mp->agi;
+}
+
+static bool
+mapper_has_aggregate(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        if (cfg->routes[i].agg_window_ms > 0)
+            return true;
+    return false;
+}
+
+int
+mapper_aggregate_expire(struct mapper *mp, const struct config *cfg, int64_t now_ms,
+                        const struct mapper_aggregate_info **out)
+{
+    struct aggregate_store *st;
+    struct aggregate_step step;
+    int rc;
+
+    memset(&mp->agi, 0, sizeof(mp->agi));
+    *out = &mp->agi;
+    if (mp->read_only || (mp->agg == NULL && !mapper_has_aggregate(cfg)))
+        return 0;          /* nothing was ever aggregated: nothing to close */
+    if ((st = mapper_aggregate_store(mp, cfg)) == NULL)
+        return -ENOMEM;
+    if ((rc = aggregate_store_expire(st, cfg, now_ms, &step)) < 0) {
+        aggregate_store_clear(st);
+        return rc;
+    }
+    mapper_aggregate_fill(mp, &step);
+    return 0;
 }
 
 const struct mapper_deadband_info *
@@ -545,4 +665,6 @@ mapper_state_reset(struct mapper *mp)
     mp->db_loaded = false;
     if (mp->db != NULL)
         deadband_clear(mp->db);
+    if (mp->agg != NULL)
+        aggregate_store_clear(mp->agg);   /* the next message reloads what is committed */
 }

@@ -1649,6 +1649,73 @@ spool_append_with_state(struct spool *sp, struct record *rec, bool commit,
 }
 
 int
+spool_append_all(struct spool *sp, struct record *recs, size_t nrecs,
+                 const struct spool_state_put *puts, size_t n, struct err *err)
+{
+    bool wrote = false;
+    int rc;
+
+    if (sp->readonly)
+        return err_set(err, -EROFS, "spool %s: append: opened read-only", sp->path);
+    if ((sp->st_state_put == NULL &&
+         (rc = spool_prepare(sp, &sp->st_state_put, SQL_STATE_PUT, err)) < 0) ||
+        (sp->st_state_del == NULL &&
+         (rc = spool_prepare(sp, &sp->st_state_del, SQL_STATE_DEL, err)) < 0))
+        return rc;
+    if (!sp->in_batch) {
+        if ((rc = sqlite3_step(sp->st_begin)) != SQLITE_DONE) {
+            sqlite3_reset(sp->st_begin);
+            return spool_batch_fail(sp, err, rc, "begin", 0);
+        }
+        sqlite3_reset(sp->st_begin);
+        sp->in_batch = true;
+        sp->pending_since = clock_mono_ms();
+        wrote = true;      /* our own transaction: a failure ends it */
+    }
+    for (size_t i = 0; i < nrecs; i++) {
+        if ((rc = spool_append(sp, &recs[i], false, err)) < 0)
+            goto fail;
+        wrote = true;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct spool_state_put *p = &puts[i];
+        sqlite3_stmt *st = p->value != NULL ? sp->st_state_put : sp->st_state_del;
+
+        if (p->key_len > INT_MAX || p->value_len > INT_MAX) {
+            rc = err_set(err, -E2BIG, "spool %s: route state over 2 GiB", sp->path);
+            wrote = true;
+            goto fail;
+        }
+        sqlite3_bind_text(st, 1, p->route, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, p->key_len ? p->key : "", (int)p->key_len, SQLITE_STATIC);
+        if (p->value != NULL)
+            sqlite3_bind_blob(st, 3, p->value_len ? p->value : "", (int)p->value_len,
+                              SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc != SQLITE_DONE) {
+            rc = spool_batch_fail(sp, err, rc, "route state", sp->pending);
+            goto failed;
+        }
+        wrote = true;
+    }
+    if (sp->in_batch && (rc = spool_commit(sp, err)) < 0)
+        goto failed;
+    return 0;
+fail:
+    if (wrote && sp->in_batch) {
+        size_t lost = sp->pending;
+        spool_abort(sp);
+        spool_note_lost(err, lost);
+    }
+failed:
+    for (size_t i = 0; i < nrecs; i++)
+        recs[i].seq = 0;
+    return rc;
+}
+
+int
 spool_state_read(const char *path, const char *prefix,
                  int (*fn)(const char *route, const void *key, size_t key_len,
                            const void *value, size_t value_len, void *arg),

@@ -48,6 +48,8 @@ struct lg_opts {
     double      timeout_s;
     char       *prop_name[LG_MAX_PROPS], *prop_value[LG_MAX_PROPS];
     int         nprops;
+    bool        synthetic_ts;     /* --ts-start: ts = start + (i / devices) * step */
+    int64_t     ts_start, ts_step;
 };
 
 struct lg {
@@ -103,7 +105,9 @@ lg_usage(FILE *f)
             "  --client-id ID       default sluice-loadgen-<pid>\n"
             "  --mqtt-version 5|4   default 5\n"
             "  --user-prop N=V      MQTT 5 user property on every message (repeatable)\n"
-            "  --timeout S          give up after S seconds (exit 1), 0 = never (default)\n");
+            "  --timeout S          give up after S seconds (exit 1), 0 = never (default)\n"
+            "  --ts-start MS        synthetic event time: message i gets ts = MS + (i / D) * STEP\n"
+            "  --ts-step MS         (with --ts-start; default 1000) instead of the wall clock\n");
 }
 
 static int
@@ -137,6 +141,8 @@ lg_parse(int argc, char **argv, struct lg_opts *o)
         { "mqtt-version", required_argument, NULL, 'V' },
         { "user-prop", required_argument, NULL, 'p' },
         { "timeout", required_argument, NULL, 'T' },
+        { "ts-start", required_argument, NULL, 'S' },
+        { "ts-step", required_argument, NULL, 'X' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -151,6 +157,7 @@ lg_parse(int argc, char **argv, struct lg_opts *o)
     o->size = 200;
     o->max_inflight = 100;
     o->version = 5;
+    o->ts_step = 1000;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case 'u': o->url = optarg; break;
@@ -198,6 +205,15 @@ lg_parse(int argc, char **argv, struct lg_opts *o)
         case 'T':
             o->timeout_s = strtod(optarg, NULL);
             if (o->timeout_s < 0) goto bad;
+            break;
+        case 'S':
+            if (lg_parse_u64(optarg, &v) < 0 || v > INT64_MAX) goto bad;
+            o->synthetic_ts = true;
+            o->ts_start = (int64_t)v;
+            break;
+        case 'X':
+            if (lg_parse_u64(optarg, &v) < 0 || v > INT64_MAX) goto bad;
+            o->ts_step = (int64_t)v;
             break;
         case 'h': lg_usage(stdout); exit(0);
         default: lg_usage(stderr); return -1;
@@ -258,10 +274,12 @@ lg_payload(char *buf, size_t cap, const struct lg_opts *o, uint64_t idx)
     unsigned dev = (unsigned)(idx % o->devices);
     uint64_t seq = idx / o->devices + 1;
     double v = 20.0 + 5.0 * sin((double)idx / 50.0);
+    int64_t ts = o->synthetic_ts ? o->ts_start + (int64_t)(idx / o->devices) * o->ts_step
+                                 : lg_wall_ms();
     int n, pad;
 
     n = snprintf(buf, cap, "{\"device\":\"dev-%04u\",\"seq\":%" PRIu64 ",\"ts\":%" PRId64
-                 ",\"v\":%.3f,\"pad\":\"", dev, seq, lg_wall_ms(), v);
+                 ",\"v\":%.3f,\"pad\":\"", dev, seq, ts, v);
     pad = (int)o->size - n - 2;
     if (pad < 0)
         pad = 0;

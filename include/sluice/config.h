@@ -85,6 +85,13 @@ struct config_header {
     struct tmpl *value;
 };
 
+/* One output field of a route's aggregate: section. */
+struct config_agg_field {
+    char               *name;          /* the output JSON member */
+    int                 fn;            /* enum aggregate_fn */
+    struct jpath       *field;         /* NULL: count of records */
+};
+
 struct config_route {
     char                *name;
     char                *match;        /* the pattern text */
@@ -102,6 +109,11 @@ struct config_route {
     struct jpath        *deadband_field; /* deadband: the value; NULL = no deadband */
     double               deadband_abs;   /* band: max(abs, pct % of |last forwarded|) */
     double               deadband_pct;
+    int64_t              agg_window_ms;  /* aggregate: tumbling window; 0 = no aggregate */
+    int64_t              agg_lateness_ms;
+    char                *agg_late_topic; /* late records go here raw; NULL = drop them */
+    struct config_agg_field *agg_fields;
+    size_t               nagg_fields;
     int                  line;         /* where the route starts in the file (1-based) */
 };
 

@@ -39,6 +39,12 @@ enum mapper_result {
                              rec->route and rec->lane are set, nothing else */
     MAPPER_SUPPRESSED,    /* inside the route's deadband: count, drop, acknowledge;
                              rec is complete (what would have gone) */
+    MAPPER_AGGREGATED,    /* taken into the route's aggregate window: no record of its
+                             own; write mapper_aggregate()'s records and puts with
+                             spool_append_all, then mapper_state_committed */
+    MAPPER_LATE,          /* its aggregate window is closed, late: drop: count, drop,
+                             acknowledge (with late_topic it is MAPPER_OK, readdressed,
+                             and mapper_aggregate()->late is set) */
 };
 
 int  mapper_create(struct mapper **out);
@@ -77,6 +83,22 @@ struct mapper_deadband_info {
 };
 /* Borrowed, valid until the next mapper_map. */
 const struct mapper_deadband_info *mapper_deadband(const struct mapper *mp);
+
+/* The aggregate side of the last mapper_map (see aggregate.h); borrowed, valid until
+ * the next mapper_map or mapper_aggregate_expire. aggregate is false when the route
+ * has none. `sluice map` (read only) fills only the window. */
+struct mapper_aggregate_info {
+    bool     aggregate;
+    bool     late;
+    int64_t  window_start, window_end;
+    struct record *recs;                size_t nrecs;    /* windows it closed */
+    const struct spool_state_put *puts; size_t nputs;
+};
+const struct mapper_aggregate_info *mapper_aggregate(const struct mapper *mp);
+/* Closes the aggregate windows whose keys were quiet for a window of wall time (the
+ * flusher, once a second); the result as for MAPPER_AGGREGATED. 0 or -ENOMEM. */
+int  mapper_aggregate_expire(struct mapper *mp, const struct config *cfg, int64_t now_ms,
+                             const struct mapper_aggregate_info **out);
 
 /* The durable state that goes with the last MAPPER_OK record (a deadband's new last
  * value): pass it to spool_append_with_state, then call mapper_state_committed once

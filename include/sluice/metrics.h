@@ -49,6 +49,8 @@ struct metrics {
     atomic_uint_fast64_t filtered[METRICS_MAX_ROUTES];   /* where: was false: dropped */
     atomic_uint_fast64_t deadband_suppressed[METRICS_MAX_ROUTES];  /* inside the band */
     atomic_uint_fast64_t deadband_not_numeric[METRICS_MAX_ROUTES]; /* forwarded unchecked */
+    atomic_uint_fast64_t aggregate_windows[METRICS_MAX_ROUTES];    /* closed, spooled */
+    atomic_uint_fast64_t aggregate_late[METRICS_MAX_ROUTES];       /* window already closed */
     atomic_uint_fast64_t compacted[METRICS_MAX_LANES];  /* superseded by a newer record */
     atomic_uint_fast64_t dropped[DROP__COUNT];
     atomic_uint_fast64_t dead_letter[DEAD__COUNT];

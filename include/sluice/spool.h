@@ -72,6 +72,13 @@ struct spool_state_put {
 int  spool_append_with_state(struct spool *sp, struct record *rec, bool commit,
                              const struct spool_state_put *puts, size_t n,
                              struct err *err);
+/* Aggregates: recs[0..nrecs) (closed windows; may be none) and puts[0..n) (the
+ * accumulators) in one transaction that is committed before it returns, joining
+ * (and so committing) an open QoS 0 batch. All or nothing: when anything fails after
+ * a row was written, the whole open batch is rolled back (the sentence says how many
+ * rows), so route state never waits uncommitted and a reload of it is exact. */
+int  spool_append_all(struct spool *sp, struct record *recs, size_t nrecs,
+                      const struct spool_state_put *puts, size_t n, struct err *err);
 /* Calls fn for every route_state row whose route starts with prefix, in the spool
  * file at path, through a read-only connection of its own (any thread; works while
  * the bridge runs; reads only committed state). A missing file, or a spool from
