@@ -273,7 +273,7 @@ def bench_naive(wd, n, opts):
     kcat = Proc(wd, ["kcat", "-P", "-b", kafka.bootstrap, "-t", TOPIC, "-K", " "],
                 stdin=sub.p.stdout, stderr=kcat_err)
     sub.p.stdout.close()       # kcat alone holds the pipe: it sees EOF when the sub exits
-    logpath = wd.file("mosquitto.log")
+    logpath = mosq.logpath
     h.wait_for(lambda: f"{cid} 1 factory/#" in open(logpath, errors="replace").read(), 20,
                "mosquitto_sub to subscribe")
     cpu0 = (proc_cpu(sub.p.pid) or 0) + (proc_cpu(kcat.p.pid) or 0)

@@ -87,15 +87,19 @@ class Mosquitto:
     def __init__(self, wd, port=None):
         self.wd = wd
         self.port = port or free_port()
-        self.conf = wd.file("mosquitto.conf")
-        os.makedirs(wd.file("mosq-data"), exist_ok=True)
+        # Files per broker (by port): two brokers sharing a persistence file race on
+        # its rename at autosave, and mosquitto 2.0.11 then crashes (double free).
+        self.conf = wd.file(f"mosquitto-{self.port}.conf")
+        self.data = wd.file(f"mosquitto-{self.port}-data")
+        self.logpath = wd.file(f"mosquitto-{self.port}.log")
+        os.makedirs(self.data, exist_ok=True)
         with open(self.conf, "w") as f:
             f.write(
                 f"listener {self.port} 127.0.0.1\n"
                 "allow_anonymous true\n"
                 "user root\n"
                 "persistence true\n"
-                f"persistence_location {wd.file('mosq-data')}/\n"
+                f"persistence_location {self.data}/\n"
                 "autosave_interval 1\n"
                 "max_queued_messages 0\n"
                 "max_queued_bytes 0\n"
@@ -110,7 +114,7 @@ class Mosquitto:
         return f"tcp://127.0.0.1:{self.port}"
 
     def start(self):
-        logf = open(self.wd.file("mosquitto.log"), "ab")
+        logf = open(self.logpath, "ab")
         self.proc = subprocess.Popen(["mosquitto", "-c", self.conf], stdout=logf,
                                      stderr=subprocess.STDOUT)
         wait_for(lambda: port_open(self.port) or self.proc.poll() is not None, 10,

@@ -127,7 +127,7 @@ class TlsMosquitto(h.Mosquitto):
         return self
 
     def log_text(self):
-        with open(self.wd.file("mosquitto.log"), "rb") as f:
+        with open(self.logpath, "rb") as f:
             return f.read().decode(errors="replace")
 
     def connections_on(self, port):
