@@ -1,5 +1,5 @@
 """Wall-clock steps under sluice (libfaketime, Debian package faketime): -1 h, then
-forward again (+1 h; +1 day needs a fixed libfaketime: see FORWARD_STEP), while messages flow and, around each step, with Kafka down so the spool holds
++1 day (from the real clock), while messages flow and, around each step, with Kafka down so the spool holds
 records stamped on both sides of the step. Asserts: nothing lost, no reordering per
 key, and `sluice spool stats` (run both on the real clock and on sluice's faked one)
 and /metrics never show a negative age.
@@ -8,7 +8,16 @@ How: LD_PRELOAD=libfaketimeMT.so.1 with FAKETIME_TIMESTAMP_FILE (one line, a rel
 offset such as "-1h"), FAKETIME_NO_CACHE=1 so a rewrite takes effect at the next
 clock read, and FAKETIME_DONT_FAKE_MONOTONIC=1: sluice's intervals (backoff, batch
 linger, retention tick) run on CLOCK_MONOTONIC, which a real clock step does not move
-either. Only CLOCK_REALTIME (ingest.time, spool ingest_ms, the log) jumps. The route
+either. Only CLOCK_REALTIME (ingest.time, spool ingest_ms, the log) jumps.
+FAKETIME_FORCE_MONOTONIC_FIX=0 as well: libfaketime 0.9.10 (bookworm) otherwise shifts
+the deadline of every timed wait on a CLOCK_MONOTONIC condition variable by the fake
+offset although the monotonic clock is not faked (upstream fixed it in 2025, PR #503),
+so under a +1 day offset those waits in sluice and Paho would time out at once and
+spin. With the fix disabled the deadline is passed through untouched, which is right
+on glibc 2.36, whose pthread_cond_timedwait does not call the interposed clock.
+And the project's libsluice-faketime-c11.so preloaded first: libfaketime translates the
+deadlines of pthread_cond_timedwait but not of C11 cnd_timedwait, which librdkafka
+uses with deadlines from the faked timespec_get (tools/faketime_c11.c). The route
 takes event time from the payload, stamped by loadgen on the real clock."""
 import os
 import sys
@@ -22,20 +31,14 @@ import harness as h
 LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 TOTAL = 15000
 RATE = 1000
-# The step forward after -1 h. "+1d" is the goal, but Debian bookworm's libfaketime
-# 0.9.10 still shifts timed waits on CLOCK_MONOTONIC condition variables by the fake
-# offset even with FAKETIME_DONT_FAKE_MONOTONIC=1 (fixed upstream in
-# wolfcw/libfaketime PR #503, 2025): under a +1 day offset every such wait in sluice,
-# Paho and librdkafka times out at once, and the forwarder wedged. That is the tool,
-# not a clock step (a real step does not touch CLOCK_MONOTONIC). Back to the real
-# clock (+0, a +1 h step) keeps the offset of monotonic waits bounded.
-FORWARD_STEP = os.environ.get("SLUICE_CLOCK_FORWARD_STEP", "+0")
+# The step forward after -1 h: to one day ahead of the real clock (+1 day + 1 h).
+FORWARD_STEP = os.environ.get("SLUICE_CLOCK_FORWARD_STEP", "+1d")
 
 
 def faked_env(offset_file):
     env = dict(os.environ)
-    env.update(LD_PRELOAD=LIB, FAKETIME_TIMESTAMP_FILE=offset_file, FAKETIME_NO_CACHE="1",
-               FAKETIME_DONT_FAKE_MONOTONIC="1")
+    env.update(LD_PRELOAD=f"{h.tool('libsluice-faketime-c11.so')} {LIB}", FAKETIME_TIMESTAMP_FILE=offset_file, FAKETIME_NO_CACHE="1",
+               FAKETIME_DONT_FAKE_MONOTONIC="1", FAKETIME_FORCE_MONOTONIC_FIX="0")
     env.pop("FAKETIME", None)      # the variable would win over the file
     return env
 
@@ -127,6 +130,9 @@ def test_clock_step(wd):
     h.log(f"log dates seen: {sorted(years_days)}; duplicates {res['duplicates']}")
     hours = set(re.findall(r"^\d{4}-\d{2}-\d{2}T(\d{2}):", log, re.M))
     assert len(hours) >= 2 or len(years_days) >= 2, "the -1 h step never reached sluice's clock"
+    if FORWARD_STEP == "+1d":
+        tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))
+        assert tomorrow in years_days, f"the +1 day step never reached sluice's log: {years_days}"
 
 
 if __name__ == "__main__":
