@@ -165,7 +165,7 @@ class MockKafka:
 
 
 def sluice_config(wd, name, mqtt_url, bootstrap, extra_mqtt="", routes=None, lanes=None,
-                  spool_extra="", http_listen="127.0.0.1:0"):
+                  spool_extra="", http_listen="127.0.0.1:0", extra_kafka=""):
     """Writes a config for a test and returns its path. http_listen defaults to port 0
     (the kernel picks a free one, which sluice logs: see Sluice.http_url), so tests
     that run several bridges never collide on the default 9187."""
@@ -195,6 +195,7 @@ mqtt:
 {extra_mqtt}
 kafka:
   bootstrap: {bootstrap}
+{extra_kafka}
 spool:
   path: {wd.file(name + '-spool/spool.db')}
 {spool_extra}
