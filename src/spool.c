@@ -1056,6 +1056,25 @@ spool_batch_fail(struct spool *sp, struct err *err, int rc, const char *what, si
     return rc;
 }
 
+/* Opens the append batch (a write transaction) unless one is open: 1 if it opened
+ * one, 0 if one was open already, or a negative errno. */
+static int
+spool_batch_begin(struct spool *sp, struct err *err)
+{
+    int rc;
+
+    if (sp->in_batch)
+        return 0;
+    if ((rc = sqlite3_step(sp->st_begin)) != SQLITE_DONE) {
+        sqlite3_reset(sp->st_begin);
+        return spool_batch_fail(sp, err, rc, "begin batch", 0);
+    }
+    sqlite3_reset(sp->st_begin);
+    sp->in_batch = true;
+    sp->pending_since = clock_mono_ms();
+    return 1;
+}
+
 /* ---- retention -------------------------------------------------------------- */
 
 static void
@@ -1498,15 +1517,8 @@ spool_append(struct spool *sp, struct record *rec, bool commit, struct err *err)
     /* A compacting append is two more statements: it needs a transaction of its own
      * even on the QoS 1 path. */
     compact = spool_compacts(sp, rec, &plane);
-    if (!sp->in_batch && (!commit || compact)) {
-        if ((rc = sqlite3_step(sp->st_begin)) != SQLITE_DONE) {
-            sqlite3_reset(sp->st_begin);
-            return spool_batch_fail(sp, err, rc, "begin batch", 0);
-        }
-        sqlite3_reset(sp->st_begin);
-        sp->in_batch = true;
-        sp->pending_since = clock_mono_ms();
-    }
+    if ((!commit || compact) && (rc = spool_batch_begin(sp, err)) < 0)
+        return rc;
     if ((rc = spool_lane_id(sp, rec->lane, true, &lane, err)) < 0) {
         size_t lost = sp->pending;
         if (sp->in_batch)
@@ -1583,50 +1595,38 @@ static const char SQL_STATE_READ[] =
  * aggregate's accumulator) must describe exactly the records the spool holds. Were
  * they committed apart, a crash between the two commits would either forward a value
  * twice or suppress one against a value that never reached the spool. */
-int
-spool_append_with_state(struct spool *sp, struct record *rec, bool commit,
-                        const struct spool_state_put *puts, size_t n, struct err *err)
+/* Prepares the route-state statements on first use. */
+static int
+spool_state_prepare(struct spool *sp, struct err *err)
 {
-    bool began = false;
     int rc;
 
-    if (n == 0)
-        return spool_append(sp, rec, commit, err);
-    rec->seq = 0;
-    if (sp->readonly)
-        return err_set(err, -EROFS, "spool %s: append: opened read-only", sp->path);
     if ((sp->st_state_put == NULL &&
          (rc = spool_prepare(sp, &sp->st_state_put, SQL_STATE_PUT, err)) < 0) ||
         (sp->st_state_del == NULL &&
          (rc = spool_prepare(sp, &sp->st_state_del, SQL_STATE_DEL, err)) < 0))
         return rc;
-    if (!sp->in_batch) {
-        if ((rc = sqlite3_step(sp->st_begin)) != SQLITE_DONE) {
-            sqlite3_reset(sp->st_begin);
-            return spool_batch_fail(sp, err, rc, "begin", 0);
-        }
-        sqlite3_reset(sp->st_begin);
-        sp->in_batch = true;
-        sp->pending_since = clock_mono_ms();
-        began = true;
-    }
-    if ((rc = spool_append(sp, rec, false, err)) < 0) {
-        /* Either the batch was rolled back, or (backpressure, a bad record) nothing
-         * changed; an empty transaction we began must not keep the write lock. */
-        if (began && sp->in_batch && sp->pending == 0)
-            spool_abort(sp);
-        return rc;
-    }
+    return 0;
+}
+
+/* Writes puts into the open batch. On failure the batch is rolled back (err says how
+ * many rows went with it) and a negative errno returned. */
+static int
+spool_state_write(struct spool *sp, const struct spool_state_put *puts, size_t n,
+                  struct err *err)
+{
     for (size_t i = 0; i < n; i++) {
         const struct spool_state_put *p = &puts[i];
         sqlite3_stmt *st = p->value != NULL ? sp->st_state_put : sp->st_state_del;
+        int rc;
 
         if (p->key_len > INT_MAX || p->value_len > INT_MAX) {
             size_t lost = sp->pending;
+
             spool_abort(sp);
+            rc = err_set(err, -E2BIG, "spool %s: route state over 2 GiB", sp->path);
             spool_note_lost(err, lost);
-            rec->seq = 0;
-            return err_set(err, -E2BIG, "spool %s: route state over 2 GiB", sp->path);
+            return rc;
         }
         sqlite3_bind_text(st, 1, p->route, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 2, p->key_len ? p->key : "", (int)p->key_len, SQLITE_STATIC);
@@ -1636,12 +1636,34 @@ spool_append_with_state(struct spool *sp, struct record *rec, bool commit,
         rc = sqlite3_step(st);
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
-        if (rc != SQLITE_DONE) {
-            rec->seq = 0;
+        if (rc != SQLITE_DONE)
             return spool_batch_fail(sp, err, rc, "route state", sp->pending);
-        }
     }
-    if (commit && (rc = spool_commit(sp, err)) < 0) {
+    return 0;
+}
+
+int
+spool_append_with_state(struct spool *sp, struct record *rec, bool commit,
+                        const struct spool_state_put *puts, size_t n, struct err *err)
+{
+    int rc, began;
+
+    if (n == 0)
+        return spool_append(sp, rec, commit, err);
+    rec->seq = 0;
+    if (sp->readonly)
+        return err_set(err, -EROFS, "spool %s: append: opened read-only", sp->path);
+    if ((rc = spool_state_prepare(sp, err)) < 0 || (began = spool_batch_begin(sp, err)) < 0)
+        return rc < 0 ? rc : began;
+    if ((rc = spool_append(sp, rec, false, err)) < 0) {
+        /* Either the batch was rolled back, or (backpressure, a bad record) nothing
+         * changed; an empty transaction we began must not keep the write lock. */
+        if (began && sp->in_batch && sp->pending == 0)
+            spool_abort(sp);
+        return rc;
+    }
+    if ((rc = spool_state_write(sp, puts, n, err)) < 0 ||
+        (commit && (rc = spool_commit(sp, err)) < 0)) {
         rec->seq = 0;
         return rc;
     }
@@ -1652,63 +1674,29 @@ int
 spool_append_all(struct spool *sp, struct record *recs, size_t nrecs,
                  const struct spool_state_put *puts, size_t n, struct err *err)
 {
-    bool wrote = false;
-    int rc;
+    int rc, began;
 
     if (sp->readonly)
         return err_set(err, -EROFS, "spool %s: append: opened read-only", sp->path);
-    if ((sp->st_state_put == NULL &&
-         (rc = spool_prepare(sp, &sp->st_state_put, SQL_STATE_PUT, err)) < 0) ||
-        (sp->st_state_del == NULL &&
-         (rc = spool_prepare(sp, &sp->st_state_del, SQL_STATE_DEL, err)) < 0))
-        return rc;
-    if (!sp->in_batch) {
-        if ((rc = sqlite3_step(sp->st_begin)) != SQLITE_DONE) {
-            sqlite3_reset(sp->st_begin);
-            return spool_batch_fail(sp, err, rc, "begin", 0);
-        }
-        sqlite3_reset(sp->st_begin);
-        sp->in_batch = true;
-        sp->pending_since = clock_mono_ms();
-        wrote = true;      /* our own transaction: a failure ends it */
-    }
+    if ((rc = spool_state_prepare(sp, err)) < 0 || (began = spool_batch_begin(sp, err)) < 0)
+        return rc < 0 ? rc : began;
     for (size_t i = 0; i < nrecs; i++) {
-        if ((rc = spool_append(sp, &recs[i], false, err)) < 0)
-            goto fail;
-        wrote = true;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const struct spool_state_put *p = &puts[i];
-        sqlite3_stmt *st = p->value != NULL ? sp->st_state_put : sp->st_state_del;
+        if ((rc = spool_append(sp, &recs[i], false, err)) < 0) {
+            /* A record refused before it changed anything leaves the batch open:
+             * what it holds (ours, or the caller's) goes with the failure. */
+            if ((began || i > 0) && sp->in_batch) {
+                size_t lost = sp->pending;
 
-        if (p->key_len > INT_MAX || p->value_len > INT_MAX) {
-            rc = err_set(err, -E2BIG, "spool %s: route state over 2 GiB", sp->path);
-            wrote = true;
-            goto fail;
-        }
-        sqlite3_bind_text(st, 1, p->route, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 2, p->key_len ? p->key : "", (int)p->key_len, SQLITE_STATIC);
-        if (p->value != NULL)
-            sqlite3_bind_blob(st, 3, p->value_len ? p->value : "", (int)p->value_len,
-                              SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-        if (rc != SQLITE_DONE) {
-            rc = spool_batch_fail(sp, err, rc, "route state", sp->pending);
+                spool_abort(sp);
+                spool_note_lost(err, lost);
+            }
             goto failed;
         }
-        wrote = true;
     }
-    if (sp->in_batch && (rc = spool_commit(sp, err)) < 0)
+    if ((rc = spool_state_write(sp, puts, n, err)) < 0 ||
+        (sp->in_batch && (rc = spool_commit(sp, err)) < 0))
         goto failed;
     return 0;
-fail:
-    if (wrote && sp->in_batch) {
-        size_t lost = sp->pending;
-        spool_abort(sp);
-        spool_note_lost(err, lost);
-    }
 failed:
     for (size_t i = 0; i < nrecs; i++)
         recs[i].seq = 0;
