@@ -277,6 +277,15 @@ class Sluice:
         return out
 
 
+def assert_check_print_hides(config, secret):
+    """`sluice check --print` succeeds, shows <redacted>, and never the secret."""
+    printed = subprocess.run([SLUICE, "check", "-c", config, "--print"],
+                             capture_output=True, text=True, timeout=30)
+    assert printed.returncode == 0, printed.stderr
+    assert secret not in printed.stdout + printed.stderr, "check --print shows the secret"
+    assert "<redacted>" in printed.stdout, printed.stdout
+
+
 class Checker:
     """sluice-kcheck consuming while production runs (the mock cluster keeps only the
     last few MiB per partition, so verification must be live)."""

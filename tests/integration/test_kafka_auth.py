@@ -54,11 +54,7 @@ def test_kafka_auth(wd):
     with open(cfg, "w") as f:
         f.write(text)
 
-    printed = subprocess.run([h.SLUICE, "check", "-c", cfg, "--print"],
-                             capture_output=True, text=True, timeout=30)
-    assert printed.returncode == 0, printed.stderr
-    assert password not in printed.stdout + printed.stderr, "check --print shows the password"
-    assert "<redacted>" in printed.stdout, printed.stdout
+    h.assert_check_print_hides(cfg, password)
 
     check = h.Checker(kafka.bootstrap, ["telemetry.berlin"], expect=2 * PER_STEP,
                       timeout=240)

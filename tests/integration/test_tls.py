@@ -179,11 +179,7 @@ def test_tls(wd):
         text = f.read().replace("level: info", "level: debug")
     with open(good_cfg, "w") as f:
         f.write(text)
-    printed = subprocess.run([h.SLUICE, "check", "-c", good_cfg, "--print"],
-                             capture_output=True, text=True, timeout=30)
-    assert printed.returncode == 0, printed.stderr
-    assert password not in printed.stdout + printed.stderr, "check --print shows the password"
-    assert "<redacted>" in printed.stdout, printed.stdout
+    h.assert_check_print_hides(good_cfg, password)
 
     good = h.Sluice(wd, good_cfg, name="good").start()
     total = 3000
