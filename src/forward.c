@@ -11,9 +11,13 @@
  *      while Kafka is unreachable (see fw_fill);
  *   2. produces each with a copy of key, value and headers and a slot from a fixed
  *      pool as the opaque (the slot carries the sequence home in the delivery report);
- *   3. sleeps in poll(2) on one eventfd that both forward_notify and librdkafka's main
- *      queue (rd_kafka_queue_io_event_enable) write to, at most 50 ms, so it never
- *      depends on a notify alone;
+ *   3. sleeps in poll(2), at most 50 ms so it never depends on a wake-up alone, on two
+ *      eventfds: cfd, written by librdkafka's main queue (rd_kafka_queue_io_event_enable)
+ *      and by stop and config requests, always; and efd, written by forward_notify
+ *      (a record was committed), only while a claim could follow (fw_can_claim). While
+ *      the claims are paced, the window is full or Kafka is away, the ingest thread's
+ *      notifies wait in efd unread, and since forward_notify writes only when the last
+ *      write was read, it makes no system call per message either;
  *   4. serves delivery reports: an acknowledged sequence joins a pending list that is
  *      deleted from the spool in one transaction per 1000 acks or 20 ms. Deleting in
  *      batches keeps SQLite commits (and their fsyncs) off the per-record path; a
@@ -131,7 +135,8 @@ struct forward {
     bool             started;        /* owner: the thread exists and is not joined */
     atomic_bool      stop;           /* owner -> thread: stop claiming, flush, exit */
     int              stop_flush_ms;  /* written before stop is set */
-    int              efd;            /* eventfd: notify + librdkafka main queue */
+    int              efd;            /* eventfd: forward_notify (records committed) */
+    int              cfd;            /* eventfd: librdkafka main queue, stop, config */
     atomic_bool      connected;      /* forward_is_connected */
     atomic_bool      wake_pending;   /* a notify wrote efd and the thread has not woken */
     atomic_uint_fast64_t heartbeat;  /* forward_heartbeat: +1 per loop pass / retry */
@@ -708,11 +713,11 @@ fw_producer_create(struct forward *fw, struct err *err)
         goto fail;
     }
     /* Delivery reports and errors land on the main queue; have it write to our
-     * eventfd so one poll(2) waits for them and for forward_notify alike. */
+     * control eventfd, which fw_wait always watches. */
     {
         static const uint64_t one = 1;
         fw->mainq = rd_kafka_queue_get_main(fw->rk);
-        rd_kafka_queue_io_event_enable(fw->mainq, fw->efd, &one, sizeof(one));
+        rd_kafka_queue_io_event_enable(fw->mainq, fw->cfd, &one, sizeof(one));
     }
     return 0;
 fail:
@@ -912,6 +917,15 @@ fw_tokens_refill(struct forward *fw)
     fw->tokens_ms = now;
 }
 
+/* Whether fw_fill would claim now, so whether a notify from ingest can start work. */
+static bool
+fw_can_claim(struct forward *fw)
+{
+    return atomic_load(&fw->connected) && !fw->fatal && !fw->queue_full &&
+           !(fw->inflight > 0 && FORWARD_WINDOW - fw->inflight < FW_REFILL_MIN) &&
+           fw_now() >= fw->paced_until_ms;
+}
+
 /* Claims and produces while the window and the byte budget allow. */
 static void
 fw_fill(struct forward *fw)
@@ -927,11 +941,7 @@ fw_fill(struct forward *fw)
      * FORWARD_WINDOW records of an outage, whatever their lane, would go first
      * when Kafka returns, and drop_oldest would evict rows that are in flight. A
      * probe (fw_probe) or a delivery report notices when Kafka is back. */
-    if (!atomic_load(&fw->connected))
-        return;
-    if (fw->fatal || fw->queue_full ||
-        (fw->inflight > 0 && FORWARD_WINDOW - fw->inflight < FW_REFILL_MIN) ||
-        fw_now() < fw->paced_until_ms)
+    if (!fw_can_claim(fw))
         return;
     fw_tokens_refill(fw);
     for (size_t l = 0; l < fw->nlanes; l++) {
@@ -991,14 +1001,31 @@ fw_wait_ms(struct forward *fw)
 static void
 fw_wait(struct forward *fw)
 {
-    struct pollfd pfd = {.fd = fw->efd, .events = POLLIN};
+    struct pollfd pfd[2] = {{.fd = fw->cfd, .events = POLLIN},
+                            {.fd = fw->efd, .events = POLLIN}};
     uint64_t v;
 
-    if (poll(&pfd, 1, fw_wait_ms(fw)) > 0) {
+    if (poll(pfd, fw_can_claim(fw) ? 2 : 1, fw_wait_ms(fw)) <= 0)
+        return;
+    if (pfd[0].revents != 0)
+        while (read(fw->cfd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+            ;
+    if (pfd[1].revents != 0) {
         /* Cleared before the drain: a notify racing with it writes again. */
         atomic_store(&fw->wake_pending, false);
         while (read(fw->efd, &v, sizeof(v)) == (ssize_t)sizeof(v))
             ;
+    }
+}
+
+/* Wakes the thread whatever it waits for (stop, a new config). */
+static void
+fw_wake(struct forward *fw)
+{
+    uint64_t one = 1;
+
+    if (write(fw->cfd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: the counter is huge, the thread is due to wake anyway */
     }
 }
 
@@ -1093,7 +1120,7 @@ forward_create(struct forward **out, const struct config *cfg, struct spool *sp,
     *out = NULL;
     if ((fw = calloc(1, sizeof(*fw))) == NULL)
         return err_set(err, -ENOMEM, "forward: out of memory");
-    fw->efd = -1;
+    fw->efd = fw->cfd = -1;
     fw->cfg = cfg;
     pthread_mutex_init(&fw->mu, NULL);
     pthread_cond_init(&fw->cv, NULL);
@@ -1110,7 +1137,8 @@ forward_create(struct forward **out, const struct config *cfg, struct spool *sp,
         goto fail;
     }
     fw_pool_reset(fw);
-    if ((fw->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+    if ((fw->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
+        (fw->cfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
         rc = err_set(err, -errno, "forward: eventfd: %s", strerror(errno));
         goto fail;
     }
@@ -1171,7 +1199,7 @@ forward_stop(struct forward *fw, int flush_ms)
         return;
     fw->stop_flush_ms = flush_ms < 0 ? 0 : flush_ms;
     atomic_store(&fw->stop, true);
-    forward_notify(fw);
+    fw_wake(fw);
     pthread_join(fw->thread, NULL);
     fw->started = false;
 }
@@ -1197,6 +1225,8 @@ forward_destroy(struct forward *fw)
     free(fw->bootstrap);
     if (fw->efd >= 0)
         close(fw->efd);
+    if (fw->cfd >= 0)
+        close(fw->cfd);
     pthread_cond_destroy(&fw->cv);
     pthread_mutex_destroy(&fw->mu);
     free(fw);
@@ -1218,7 +1248,7 @@ forward_set_config(struct forward *fw, const struct config *cfg)
     }
     fw->cfg_next = cfg;
     fw->cfg_req++;
-    forward_notify(fw);
+    fw_wake(fw);
     while (fw->running && fw->cfg_ack != fw->cfg_req)
         pthread_cond_wait(&fw->cv, &fw->mu);
     taken = fw->cfg_ack == fw->cfg_req;
