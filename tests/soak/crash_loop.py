@@ -3,16 +3,18 @@
 
     tests/soak/crash_loop.py [--build DIR] [--kills 20] [--messages 200000]
                              [--rate 5000] [--devices 200] [--flaps 0]
-                             [--flap-period 3] [--rtt-ms 0] [--seed S]
+                             [--flap-period 3] [--rtt-ms 0] [--errors 0] [--seed S]
 
 sluice-loadgen publishes --messages QoS 1 messages at --rate; meanwhile sluice is
 killed --kills times at random moments (uniform over the expected run time) and
 restarted each time. Kafka flap mode (--flaps N): the mock cluster goes `down all`
 and `up all` N times, --flap-period seconds down, the same up. Latency mode
 (--rtt-ms 3000): every broker answers with that much added round-trip time for the
-whole run. sluice-kcheck consumes live and reports lost (must be 0), duplicates and
-reordered per key; the result is one JSON line on stdout, exit 0 when nothing was
-lost and nothing reordered, 1 otherwise.
+whole run. Produce errors (--errors N): the first N produce requests fail with
+NOT_ENOUGH_REPLICAS (retriable). sluice-kcheck consumes live and reports lost (must be
+0), duplicates and reordered per key; every 200 ms the sluice process of the moment
+is sampled for VmHWM (peak_rss_mib: the largest of all its lives). The result is one
+JSON line on stdout, exit 0 when nothing was lost and nothing reordered, 1 otherwise.
 
 Every wait has a deadline. Run it from a build: --build (default $SLUICE_BUILD or
 ./build) has sluice and tools/.
@@ -40,6 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--flaps", type=int, default=0)
     p.add_argument("--flap-period", type=float, default=3.0)
     p.add_argument("--rtt-ms", type=int, default=0)
+    p.add_argument("--errors", type=int, default=0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     return p.parse_args(argv)
@@ -52,7 +55,7 @@ def setup_env(build):
 
 
 def crash_loop(wd, h, kills=20, messages=200000, rate=5000, devices=200, flaps=0,
-               flap_period=3.0, rtt_ms=0, seed=None):
+               flap_period=3.0, rtt_ms=0, errors=0, seed=None):
     """Runs one soak in wd with the harness module h; returns the summary dict."""
     rnd = random.Random(seed)
     mosq = h.Mosquitto(wd).start()
@@ -64,6 +67,8 @@ def crash_loop(wd, h, kills=20, messages=200000, rate=5000, devices=200, flaps=0
     sl = h.Sluice(wd, cfg).start()
     if rtt_ms:
         kafka.cmd(f"rtt all {rtt_ms}")
+    if errors:
+        kafka.cmd(f"errors Produce {errors} NOT_ENOUGH_REPLICAS")
     # Outages and latency slow the drain: give the checker time for all of it.
     expected_s = messages / rate if rate > 0 else messages / 10000
     check_timeout = int(120 + expected_s * 3 + flaps * flap_period * 2 + rtt_ms / 100)
@@ -72,6 +77,22 @@ def crash_loop(wd, h, kills=20, messages=200000, rate=5000, devices=200, flaps=0
     t0 = time.monotonic()
     pub = h.loadgen(mosq.url, messages, devices=devices, qos=1, rate=rate, background=True,
                     wd=wd)
+
+    sampler_done = threading.Event()
+    peak_kib = [0]
+
+    def sampler():
+        while not sampler_done.wait(0.2):
+            proc = sl.proc
+            try:
+                with open(f"/proc/{proc.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            peak_kib[0] = max(peak_kib[0], int(line.split()[1]))
+            except (OSError, ValueError):
+                pass            # between a kill and the restart
+    st = threading.Thread(target=sampler, daemon=True)
+    st.start()
 
     flapper_done = threading.Event()
     flap_count = [0]
@@ -117,13 +138,15 @@ def crash_loop(wd, h, kills=20, messages=200000, rate=5000, devices=200, flaps=0
     if rtt_ms:
         kafka.cmd("rtt all 0")
     res = check.result(timeout=check_timeout + 60)
+    sampler_done.set()
+    st.join(timeout=5)
     stop_rc = sl.stop()
     summary = {
         "messages": messages, "kills": done_kills, "kills_planned": kills,
-        "flaps": flap_count[0], "rtt_ms": rtt_ms, "lost": res["lost"],
+        "flaps": flap_count[0], "rtt_ms": rtt_ms, "errors": errors, "lost": res["lost"],
         "distinct": res["distinct"], "duplicates": res["duplicates"],
         "reordered": res["reordered"], "seconds": round(time.monotonic() - t0, 1),
-        "stop_rc": stop_rc, "seed": seed,
+        "stop_rc": stop_rc, "seed": seed, "peak_rss_mib": round(peak_kib[0] / 1024, 1),
     }
     h.log(f"soak: {json.dumps(summary)}")
     return summary
@@ -141,7 +164,7 @@ def main(argv=None):
     try:
         s = crash_loop(wd, h, kills=a.kills, messages=a.messages, rate=a.rate,
                        devices=a.devices, flaps=a.flaps, flap_period=a.flap_period,
-                       rtt_ms=a.rtt_ms, seed=seed)
+                       rtt_ms=a.rtt_ms, errors=a.errors, seed=seed)
         print(json.dumps(s), flush=True)
         ok = s["lost"] == 0 and s["reordered"] == 0 and s["distinct"] == a.messages
     finally:
