@@ -277,6 +277,12 @@ class Sluice:
         return out
 
 
+def is_sanitized(path):
+    """True for an AddressSanitizer build, which uses far more memory."""
+    with open(path, "rb") as f:
+        return b"AddressSanitizer" in f.read()
+
+
 def assert_check_print_hides(config, secret):
     """`sluice check --print` succeeds, shows <redacted>, and never the secret."""
     printed = subprocess.run([SLUICE, "check", "-c", config, "--print"],

@@ -22,12 +22,6 @@ NORMAL = 20000              # normal records on telemetry.berlin
 WIDE = 100000               # one message per distinct topic/key on telemetry.wide
 
 
-def is_sanitized(path):
-    """True for an AddressSanitizer build, which uses far more memory."""
-    with open(path, "rb") as f:
-        return b"AddressSanitizer" in f.read()
-
-
 class RssWatch(threading.Thread):
     def __init__(self, pid):
         super().__init__(daemon=True)
@@ -146,7 +140,7 @@ def test_hostile(wd):
 
     # ASan keeps freed memory in a quarantine (256 MiB by default), so under `make asan`
     # the figure says little: only a runaway is caught there.
-    bound = RSS_BOUND_MIB * (8 if is_sanitized(h.SLUICE) else 1)
+    bound = RSS_BOUND_MIB * (8 if h.is_sanitized(h.SLUICE) else 1)
     h.log(f"sluice VmHWM {hwm_mib:.1f} MiB, max sampled VmRSS "
           f"{watch.max_rss_kib / 1024:.1f} MiB (bound {bound} MiB)")
     assert hwm_mib < bound, f"VmHWM {hwm_mib:.1f} MiB over the {bound} MiB bound"

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import crash_loop  # noqa: E402
 
 FORWARD_WINDOW = 4000 + 1000     # as in test_soak_short.py
-RSS_BOUND_MIB = 64               # measured: see the log line "soak: ..."
+RSS_BOUND_MIB = 64               # measured 28.7; ASan builds get 8 times as much
 
 
 def test_kafka_latency(wd):
@@ -27,7 +27,8 @@ def test_kafka_latency(wd):
     assert s["distinct"] == 15000, s
     assert s["reordered"] == 0, s
     assert s["duplicates"] <= s["kills"] * FORWARD_WINDOW, s
-    assert 0 < s["peak_rss_mib"] < RSS_BOUND_MIB, s
+    bound = RSS_BOUND_MIB * (8 if h.is_sanitized(h.SLUICE) else 1)
+    assert 0 < s["peak_rss_mib"] < bound, (bound, s)
     assert s["stop_rc"] == 0, s
 
 
