@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 BUILD = os.environ.get("SLUICE_BUILD", "build")
 SLUICE = os.environ.get("SLUICE_BIN", os.path.join(BUILD, "sluice"))
@@ -255,6 +256,16 @@ class Sluice:
         """The base URL of this run's /metrics, /healthz and /readyz, from its log."""
         m = self.wait_log(r"http: serving .* on (http://\S+)", timeout)
         return m.group(1) + path
+
+    def metric(self, name, labels):
+        """The value of one labelled sample of this run's /metrics, or None."""
+        with urllib.request.urlopen(self.http_url("/metrics"), timeout=10) as r:
+            body = r.read().decode()
+        want = name + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+        for line in body.splitlines():
+            if line.startswith(want + " "):
+                return float(line.split()[-1])
+        return None
 
     def kill(self, sig=signal.SIGKILL):
         self.proc.send_signal(sig)

@@ -18,7 +18,6 @@ import math
 import signal
 import subprocess
 import time
-import urllib.request
 
 import harness as h
 
@@ -48,16 +47,6 @@ ROUTE = """
         v_first: { fn: first, field: $.v }
         v_last: { fn: last, field: $.v }
 """
-
-
-def metric(sl, name, labels):
-    with urllib.request.urlopen(sl.http_url("/metrics"), timeout=10) as r:
-        body = r.read().decode()
-    want = name + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
-    for line in body.splitlines():
-        if line.startswith(want + " "):
-            return float(line.split()[-1])
-    return None
 
 
 def expected():
@@ -92,27 +81,27 @@ def test_aggregate(wd):
     ts_args = ["--ts-start", str(T0), "--ts-step", str(STEP)]
     half = COUNT // 2
     h.loadgen(mosq.url, half, devices=DEVICES, qos=1, extra=ts_args)
-    h.wait_for(lambda: metric(sl, "sluice_mqtt_messages_total", {"route": "agg"}) == half,
+    h.wait_for(lambda: sl.metric("sluice_mqtt_messages_total", {"route": "agg"}) == half,
                120, "the first half committed")
-    assert metric(sl, "sluice_aggregate_windows_total", {"route": "agg"}) == DEVICES
+    assert sl.metric("sluice_aggregate_windows_total", {"route": "agg"}) == DEVICES
     time.sleep(1)    # the acknowledgements reach the broker
     assert sl.kill() != 0
     h.log("aggregate: SIGKILL in the middle of the second window")
 
     sl.start()
     h.loadgen(mosq.url, COUNT - half, devices=DEVICES, qos=1, start=half, extra=ts_args)
-    h.wait_for(lambda: metric(sl, "sluice_mqtt_messages_total", {"route": "agg"}) ==
+    h.wait_for(lambda: sl.metric("sluice_mqtt_messages_total", {"route": "agg"}) ==
                COUNT - half, 120, "the second half committed")
-    assert metric(sl, "sluice_aggregate_windows_total", {"route": "agg"}) == DEVICES
+    assert sl.metric("sluice_aggregate_windows_total", {"route": "agg"}) == DEVICES
     # The third window has no successor: a window of wall time closes it.
-    h.wait_for(lambda: metric(sl, "sluice_aggregate_windows_total", {"route": "agg"}) ==
+    h.wait_for(lambda: sl.metric("sluice_aggregate_windows_total", {"route": "agg"}) ==
                2 * DEVICES, 120, "the quiet windows closed", interval=1)
-    h.wait_for(lambda: (metric(sl, "sluice_kafka_delivered_total", {"route": "agg"}) or 0)
+    h.wait_for(lambda: (sl.metric("sluice_kafka_delivered_total", {"route": "agg"}) or 0)
                >= 2 * DEVICES, 60, "the last windows delivered", interval=0.5)
     time.sleep(3)
     check.send_signal(signal.SIGTERM)
     check.communicate(timeout=60)
-    assert metric(sl, "sluice_aggregate_late_total", {"route": "agg"}) in (0, None)
+    assert sl.metric("sluice_aggregate_late_total", {"route": "agg"}) in (0, None)
     assert sl.stop() == 0
 
     got = {}

@@ -22,7 +22,6 @@ device's newest (seq 100).
 import json
 import math
 import time
-import urllib.request
 
 import harness as h
 
@@ -38,19 +37,8 @@ ROUTE_WHERE = """
 """
 
 
-def metric(sl, name, labels):
-    """The value of one sample of this run's /metrics, or None."""
-    with urllib.request.urlopen(sl.http_url("/metrics"), timeout=10) as r:
-        body = r.read().decode()
-    want = name + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
-    for line in body.splitlines():
-        if line.startswith(want + " "):
-            return float(line.split()[-1])
-    return None
-
-
 def wait_metric(sl, name, labels, value, timeout=30):
-    return h.wait_for(lambda: metric(sl, name, labels) == value, timeout,
+    return h.wait_for(lambda: sl.metric(name, labels) == value, timeout,
                       f"{name}{labels} == {value}")
 
 
@@ -67,14 +55,14 @@ def test_where(wd):
     assert res["duplicates"] == 0 and res["reordered"] == 0, res
     assert res["keys"] == 15, res
     wait_metric(sl, "sluice_filtered_total", {"route": "telemetry"}, 800)
-    assert metric(sl, "sluice_mqtt_messages_total", {"route": "telemetry"}) == 1200
+    assert sl.metric("sluice_mqtt_messages_total", {"route": "telemetry"}) == 1200
     assert sl.stop() == 0
 
     # Acknowledged: the broker does not redeliver the filtered messages.
     sl.start()
     time.sleep(2)
-    assert metric(sl, "sluice_filtered_total", {"route": "telemetry"}) == 0
-    assert metric(sl, "sluice_mqtt_messages_total", {"route": "telemetry"}) == 0
+    assert sl.metric("sluice_filtered_total", {"route": "telemetry"}) == 0
+    assert sl.metric("sluice_mqtt_messages_total", {"route": "telemetry"}) == 0
     assert sl.stop() == 0
     h.log("where: 2000 in, 1200 out, 800 filtered")
 
@@ -143,7 +131,7 @@ def test_deadband(wd):
     assert res["duplicates"] == 0 and res["reordered"] == 0, res
     wait_metric(sl, "sluice_deadband_suppressed_total", {"route": "telemetry"},
                 2000 - want2)
-    assert metric(sl, "sluice_mqtt_messages_total", {"route": "telemetry"}) == want2
+    assert sl.metric("sluice_mqtt_messages_total", {"route": "telemetry"}) == want2
     assert sl.stop() == 0
     h.log(f"deadband: 4000 in, {want1 + want2} out")
 
