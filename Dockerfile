@@ -13,7 +13,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends \
       build-essential pkg-config meson ninja-build \
-      libpaho-mqtt-dev librdkafka-dev libsqlite3-dev libjansson-dev libyaml-dev \
+      libpaho-mqtt-dev librdkafka-dev libsqlite3-dev libjansson-dev libyaml-dev zlib1g-dev \
       libmicrohttpd-dev libprotobuf-c-dev protobuf-c-compiler libsystemd-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

@@ -256,9 +256,10 @@ def bench_bare(wd, n, qos, opts):
                           "bare_sub's result")
     got = int(line.split()[0].split("=")[1])
     lg = loadgen_result(wd, pub, 30)
+    _, cpu = wait4_deadline(sub.p, 30)
     return {"n": n, "qos": qos, "received": got, "seconds": t1 - t0,
             "rate": got / (t1 - t0), "publish_rate": lg.get("rate"),
-            "bare_sub": line}
+            "cpu_s": cpu, "cpu_s_per_100k": cpu * 1e5 / n, "bare_sub": line}
 
 
 def bench_naive(wd, n, opts):

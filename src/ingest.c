@@ -7,7 +7,8 @@
  * anyway. So for QoS 1/2 the callback maps the message, appends it to the spool with
  * commit = true, and returns 1 only after that commit: a SIGKILL at any instant leaves
  * the message either committed or unacknowledged (the broker then redelivers it from
- * the persistent session). Measured with mosquitto 2.0.11, 8 SIGKILLs during 40k
+ * the persistent session). The commit is one write to the spool's intake journal
+ * (spool.c); the flusher moves the journal into the database with the QoS 0 batch. Measured with mosquitto 2.0.11, 8 SIGKILLs during 40k
  * messages each: QoS 1 0 lost (382 duplicates end to end), MQTT 5 QoS 2 0 lost (809
  * duplicates). QoS 0 has no acknowledgement to protect, so its rows
  * join an open spool transaction that the flusher thread commits once it is
@@ -19,9 +20,9 @@
  * an uncommitted QoS 1/2 message, also not while stopping: such a message stays
  * unacknowledged, Paho stays blocked in our callback, and the process is ended by
  * main's shutdown timer; the broker redelivers the message after the restart. A QoS 0
- * message that cannot be appended while stopping is dropped, and a QoS 0 batch whose
- * commit fails is lost (both logged and counted in spool_errors): there was never a
- * promise for them.
+ * message that cannot be appended while stopping is dropped (logged and counted in
+ * spool_errors): there was never a promise for it. A failed batch commit keeps what
+ * the intake journal holds (QoS 0 too) and the flusher retries it.
  *
  * Backpressure (spool.when_full: backpressure) is the same path: spool_append returns
  * -ENOSPC at max_bytes, the callback holds the message unacknowledged, and
@@ -167,6 +168,7 @@ struct ingest {
     bool     hook_committed;            /* hooks.before_write committed a batch */
 
     struct log_limiter lim_spool, lim_connect, lim_noroute, lim_tls, lim_dead;
+    struct log_limiter lim_commit;      /* batch commits: not to mute lim_spool's lines */
     struct log_limiter lim_host;       /* the wrong-host hint; under mu */
     atomic_bool tls_err_seen;          /* OpenSSL reported an error this attempt */
     struct log_limiter lim_publish;     /* receive thread only, without mu */
@@ -711,10 +713,18 @@ ingest_commit_batch_locked(struct ingest *in)
     if (n == 0)
         return false;
     if (spool_commit(in->sp, &e) < 0) {
+        size_t kept = spool_pending(in->sp);
+
         metrics_add(&metrics.spool_errors, 1);
         metrics_set_spool_state(SPOOL_STATE_FAILING);
-        log_limited(&in->lim_spool, INGEST_LOG_EVERY_MS, LOG_ERROR, COMP,
-                    "commit of %zu QoS 0 message(s) failed, they are lost: %s", n, e.msg);
+        if (kept > 0)
+            log_limited(&in->lim_commit, INGEST_LOG_EVERY_MS, LOG_ERROR, COMP,
+                        "commit of %zu message(s) failed; the %zu in the intake journal "
+                        "are kept and retried: %s", n, kept, e.msg);
+        else
+            log_limited(&in->lim_commit, INGEST_LOG_EVERY_MS, LOG_ERROR, COMP,
+                        "commit of %zu QoS 0 message(s) failed, they are lost: %s", n,
+                        e.msg);
         mapper_state_reset(in->mp);   /* the batch's route state went with it */
         return false;
     }
@@ -890,7 +900,7 @@ ingest_on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
         if (agg_failed) {
             /* e says why; retried below like any append */
         } else if (rc >= 0) {
-            size_t before = commit ? 0 : spool_pending(in->sp);
+            size_t before = spool_pending(in->sp), after;
             err_clear(&e);
             const struct spool_state_put *puts;
             size_t nputs = mapper_state_puts(in->mp, &puts);
@@ -911,9 +921,12 @@ ingest_on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
                 metrics_add(&metrics.mqtt_messages[metrics_route_slot(rec.route)], 1);
                 if (rec.dead_letter)
                     metrics_add(&metrics.dead_letter[ingest_dead_reason(&rec)], 1);
-                if (commit)
+                /* Nothing pending: the row is in the database, the forwarder may
+                 * claim it. Otherwise it waits in the batch (QoS 0) or the intake
+                 * journal (QoS 1/2, durable already) for the flusher's commit. */
+                if ((after = spool_pending(in->sp)) == 0)
                     notify = true;
-                else if (spool_pending(in->sp) >= INGEST_QOS0_BATCH_ROWS)
+                else if (after >= INGEST_QOS0_BATCH_ROWS)
                     notify = ingest_commit_batch_locked(in);
                 else if (before == 0)
                     wake_flusher = true;   /* a batch began: the flusher times it */

@@ -443,10 +443,10 @@ cmd_health(const char *path, const char *url)
 /* ---- run ------------------------------------------------------------------ */
 
 static int
-open_spool(const struct config *cfg, struct spool **out)
+open_spool(const struct config *cfg, bool journal, struct spool **out)
 {
     struct spool_conf sc = { .path = cfg->spool.path, .durability = cfg->spool.durability,
-                             .policy = cfg };
+                             .policy = cfg, .journal = journal };
     struct err err = { 0 };
     struct spool_damage dmg;
     int rc;
@@ -594,7 +594,7 @@ cmd_run(const char *path)
         config_destroy(cfg);
         return EXIT_FAILURE;
     }
-    if (open_spool(cfg, &in_sp) < 0 || open_spool(cfg, &fw_sp) < 0) {
+    if (open_spool(cfg, true, &in_sp) < 0 || open_spool(cfg, false, &fw_sp) < 0) {
         http_stop(http);
         spool_close(in_sp);
         spool_close(fw_sp);

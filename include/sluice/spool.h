@@ -29,6 +29,8 @@ struct spool_conf {
     const struct config   *policy;       /* borrowed during the open: retention
                                             (spool.max_bytes/max_age/when_full, lanes);
                                             NULL = keep everything */
+    bool                   journal;      /* the ingest handle: plain appends go through
+                                            the intake journal (spool.c) */
 };
 
 /* Opens (creating with mode 0600, parent directory 0700, when absent), migrates the
@@ -44,7 +46,10 @@ int  spool_set_policy(struct spool *sp, const struct config *cfg);
 
 /* Appends a copy of rec and sets rec->seq. With commit true the row is committed
  * before return (the QoS 1/2 path: the PUBACK follows). With commit false it joins an
- * open transaction that spool_commit ends (the QoS 0 batch path). Errors: -ENOSPC
+ * open transaction that spool_commit ends (the QoS 0 batch path). On a handle opened
+ * with conf.journal the row goes to the intake journal instead: commit true makes it
+ * durable there (one write), spool_commit moves the journal into the database, and
+ * rec->seq stays 0 (the sequence is assigned then). Errors: -ENOSPC
  * (disk or spool full), -EIO, with a sentence; the row is then not in the spool and
  * any open batch was rolled back (the count of rows lost is in err).
  *

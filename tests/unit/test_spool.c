@@ -20,6 +20,7 @@
 #include "sluice/buf.h"
 #include "sluice/config.h"
 #include "sluice/err.h"
+#include "sluice/journal.h"
 #include "sluice/metrics.h"
 #include "sluice/record.h"
 #include "sluice/spool.h"
@@ -853,6 +854,219 @@ START_TEST(test_spool_dead_letter_log_is_listed_and_bounded)
 }
 END_TEST
 
+
+/* ---- the intake journal ---------------------------------------------------- */
+
+static struct spool *
+open_journal(void)
+{
+    struct spool_conf conf = { .path = dbpath, .durability = DURABILITY_PROCESS,
+                               .journal = true };
+    struct spool *sp = NULL;
+    struct err err = {0};
+    int rc = spool_open(&sp, &conf, &err);
+
+    ck_assert_msg(rc == 0, "spool_open %s (journal): %d %s", dbpath, rc, err.msg);
+    return sp;
+}
+
+/* A journaled append: durable in the journal (commit) or only buffered; no seq yet. */
+static void
+jappend(struct spool *sp, const char *lane, int i, bool commit)
+{
+    struct mkrec m;
+    struct err err = {0};
+    struct record *r = mkrec(&m, lane, i);
+    int rc = spool_append(sp, r, commit, &err);
+
+    ck_assert_msg(rc == 0, "journal append %s %d: %d %s", lane, i, rc, err.msg);
+    ck_assert_uint_eq(r->seq, 0);
+}
+
+/* The rows of lane are exactly mkrec(lane, first .. first + n - 1), in order. */
+static void
+expect_rows(struct spool *sp, const char *lane, int first, size_t n)
+{
+    struct spool_batch b;
+
+    spool_batch_init(&b);
+    ck_assert_uint_eq(claim_all(sp, lane, &b), n);
+    for (size_t k = 0; k < n; k++) {
+        check_rec(&b.recs[k], lane, first + (int)k);
+        if (k > 0)
+            ck_assert_uint_gt(b.recs[k].seq, b.recs[k - 1].seq);
+    }
+    spool_batch_fini(&b);
+}
+
+static void
+run_child(void (*fn)(void))
+{
+    pid_t pid = fork();
+    int status;
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        fn();
+        _exit(0);          /* a crash: no close, no commit */
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void
+child_acks_ten(void)
+{
+    struct spool *c = open_journal();
+    for (int i = 0; i < 10; i++)
+        jappend(c, "bulk", i, true);
+    jappend(c, "bulk", 10, false);      /* QoS 0: buffered only, not promised */
+}
+
+START_TEST(test_spool_journal_acked_rows_survive_a_crash)
+{
+    struct spool *sp;
+
+    run_child(child_acks_ten);
+    sp = open_journal();            /* the replay */
+    ck_assert_uint_eq(spool_pending(sp), 0);
+    expect_rows(sp, "bulk", 0, 10);
+    spool_close(sp);
+    sp = open_journal();            /* not twice */
+    expect_rows(sp, "bulk", 0, 10);
+    spool_close(sp);
+    sp = open_rw();                 /* and a plain handle sees the same rows */
+    expect_rows(sp, "bulk", 0, 10);
+    spool_close(sp);
+}
+END_TEST
+
+static void
+child_commits_then_acks_more(void)
+{
+    struct spool *c = open_journal();
+    struct err err = {0};
+    for (int i = 0; i < 6; i++)
+        jappend(c, "bulk", i, true);
+    ck_assert_int_eq(spool_commit(c, &err), 0);
+    ck_assert_uint_eq(count_rows(c, "bulk"), 6);
+    /* The next generation overwrites the first frames; the older ones stay behind
+     * them in the file and must not come back. */
+    jappend(c, "bulk", 6, true);
+    jappend(c, "bulk", 7, true);
+}
+
+START_TEST(test_spool_journal_replays_only_what_was_not_committed)
+{
+    struct spool *sp;
+    struct stat st;
+    char jpath[400];
+
+    run_child(child_commits_then_acks_more);
+    snprintf(jpath, sizeof(jpath), "%s-intake", dbpath);
+    ck_assert_int_eq(stat(jpath, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    sp = open_journal();
+    expect_rows(sp, "bulk", 0, 8);
+    spool_close(sp);
+}
+END_TEST
+
+static void
+child_acks_four(void)
+{
+    struct spool *c = open_journal();
+    for (int i = 0; i < 4; i++)
+        jappend(c, "bulk", i, true);
+}
+
+START_TEST(test_spool_journal_torn_tail_is_not_replayed)
+{
+    struct spool *sp;
+    char jpath[400], *data;
+    size_t len;
+
+    run_child(child_acks_four);
+    snprintf(jpath, sizeof(jpath), "%s-intake", dbpath);
+    slurp(jpath, &data, &len);
+    spit(jpath, data, len - 5);         /* the last frame's write was cut short */
+    free(data);
+    sp = open_journal();
+    expect_rows(sp, "bulk", 0, 3);
+    spool_close(sp);
+}
+END_TEST
+
+START_TEST(test_spool_journal_clean_close_commits_everything)
+{
+    struct spool *sp = open_journal();
+
+    for (int i = 0; i < 5; i++)
+        jappend(sp, "bulk", i, i % 2 == 0);    /* QoS 1 and QoS 0 mixed */
+    ck_assert_uint_eq(spool_pending(sp), 5);
+    ck_assert_int_gt(spool_pending_since_ms(sp), 0);
+    ck_assert_uint_eq(count_rows(sp, "bulk"), 0);   /* not in the database yet */
+    spool_close(sp);
+    sp = open_rw();
+    expect_rows(sp, "bulk", 0, 5);
+    spool_close(sp);
+}
+END_TEST
+
+/* Frames: every field round-trips, a NULL key stays NULL, and a scan stops where the
+ * generation changes or a byte is damaged. */
+START_TEST(test_journal_frames_round_trip_and_scan)
+{
+    struct buf b;
+    struct mkrec m1, m2;
+    struct record *r1 = mkrec(&m1, "urgent", 1), *r2 = mkrec(&m2, "bulk", 2), got;
+    uint64_t gen;
+    size_t off = 0, end;
+
+    r1->hdrs = "\x00\x01h\x00\x00\x00\x01v";
+    r1->hdrs_len = 8;
+    r1->retained = true;
+    r1->qos = 2;
+    r2->key = NULL;
+    r2->key_len = 0;
+    r2->dead_letter = true;
+    buf_init(&b);
+    ck_assert_int_eq(journal_frame_add(&b, 7, r1), 0);
+    ck_assert_int_eq(journal_frame_add(&b, 7, r2), 0);
+    size_t two = b.len;
+    ck_assert_int_eq(journal_frame_add(&b, 8, r1), 0);
+
+    ck_assert(journal_frame_next(b.data, b.len, &off, &gen, &got));
+    ck_assert_uint_eq(gen, 7);
+    ck_assert_str_eq(got.lane, "urgent");
+    ck_assert_uint_eq(got.value_len, r1->value_len);
+    ck_assert_mem_eq(got.value, r1->value, r1->value_len);
+    ck_assert_uint_eq(got.key_len, r1->key_len);
+    ck_assert_mem_eq(got.key, r1->key, r1->key_len);
+    ck_assert_uint_eq(got.hdrs_len, 8);
+    ck_assert_mem_eq(got.hdrs, r1->hdrs, 8);
+    ck_assert(got.retained && !got.dead_letter);
+    ck_assert_uint_eq(got.qos, 2);
+    ck_assert_int_eq(got.event_ms, r1->event_ms);
+    ck_assert_int_eq(got.ingest_ms, r1->ingest_ms);
+    ck_assert_uint_eq(got.route, r1->route);
+    ck_assert(journal_frame_next(b.data, b.len, &off, &gen, &got));
+    ck_assert_ptr_null(got.key);
+    ck_assert(got.dead_letter && !got.retained);
+    ck_assert_uint_eq(off, two);
+
+    ck_assert_uint_eq(journal_scan(b.data, b.len, &gen, &end), 2);   /* gen 8 ends it */
+    ck_assert_uint_eq(gen, 7);
+    ck_assert_uint_eq(end, two);
+    b.data[two - 3] ^= 0x20;                                        /* damage frame 2 */
+    ck_assert_uint_eq(journal_scan(b.data, b.len, &gen, &end), 1);
+    ck_assert_uint_eq(journal_scan(b.data, 10, &gen, &end), 0);      /* torn header */
+    ck_assert_uint_eq(gen, 0);
+    ck_assert_uint_eq(end, 0);
+    buf_fini(&b);
+}
+END_TEST
+
 #ifdef SLUICE_FAULT_SEAMS
 START_TEST(test_spool_commit_fault_returns_eio_then_recovers)
 {
@@ -895,6 +1109,28 @@ START_TEST(test_spool_commit_fault_returns_eio_then_recovers)
     sp = open_rw();
     ck_assert_uint_eq(count_rows(sp, "bulk"), 2);
     ck_assert_uint_eq(count_rows(sp, "fresh"), 1);
+    spool_close(sp);
+}
+END_TEST
+
+/* A failed commit of the journal loses nothing: the frames wait, and the next
+ * commit takes them. */
+START_TEST(test_spool_journal_failed_commit_keeps_rows)
+{
+    struct spool *sp = open_journal();
+    struct err err = {0};
+
+    for (int i = 0; i < 3; i++)
+        jappend(sp, "bulk", i, true);
+    spool_fault_fail_commit(sp, 1);
+    ck_assert_int_eq(spool_commit(sp, &err), -EIO);
+    ck_assert_msg(strstr(err.msg, "rolled back") == NULL, "%s", err.msg);
+    ck_assert_uint_eq(spool_pending(sp), 3);
+    ck_assert_uint_eq(count_rows(sp, "bulk"), 0);
+    jappend(sp, "bulk", 3, true);
+    ck_assert_int_eq(spool_commit(sp, &err), 0);
+    ck_assert_uint_eq(spool_pending(sp), 0);
+    expect_rows(sp, "bulk", 0, 4);
     spool_close(sp);
 }
 END_TEST
@@ -993,7 +1229,13 @@ spool_suite(void)
 #ifdef SLUICE_FAULT_SEAMS
     tcase_add_test(tc, test_spool_commit_fault_returns_eio_then_recovers);
     tcase_add_test(tc, test_spool_full_disk_enospc_then_recovers);
+    tcase_add_test(tc, test_spool_journal_failed_commit_keeps_rows);
 #endif
+    tcase_add_test(tc, test_spool_journal_acked_rows_survive_a_crash);
+    tcase_add_test(tc, test_spool_journal_replays_only_what_was_not_committed);
+    tcase_add_test(tc, test_spool_journal_torn_tail_is_not_replayed);
+    tcase_add_test(tc, test_spool_journal_clean_close_commits_everything);
+    tcase_add_test(tc, test_journal_frames_round_trip_and_scan);
     tcase_add_test(tc, test_spool_sync_tick_checkpoints_into_the_file);
     tcase_add_test(tc, test_spool_power_durability_and_sync);
     suite_add_tcase(s, tc);
