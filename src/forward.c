@@ -1056,6 +1056,7 @@ fw_main(void *arg)
 {
     struct forward *fw = arg;
 
+    pthread_setname_np(pthread_self(), "sluice-forward");   /* top -H, perf */
     fw_lanes_from_spool(fw);
     fw->start_ms = fw->tokens_ms = fw_now();
     fw->next_probe_ms = 0;

@@ -1025,6 +1025,7 @@ ingest_thread(void *arg)
     struct timespec ts;
     int64_t retain_at = 0, agg_at = 0;
 
+    pthread_setname_np(pthread_self(), "sluice-flusher");   /* top -H, perf */
     pthread_mutex_lock(&in->mu);
     while (!in->thread_stop) {
         int64_t now = clock_mono_ms(), deadline = now + 1000;

@@ -254,6 +254,18 @@ START_TEST(test_spool_lanes_are_separate)
     ck_assert_int_eq(spool_delete(fw, seqs, 6, &err), 0);
     ck_assert_uint_eq(count_rows(fw, "urgent"), 5);
     ck_assert_uint_eq(count_rows(fw, "bulk"), 9);
+    /* Deletes go by runs of consecutive sequences: unsorted, duplicated, unknown
+     * (deleted already) and interleaved across lanes, exactly the named rows go.
+     * Left: 6 (urgent), 10 and 19 (bulk). */
+    uint64_t some[] = { seqs[9], seqs[7], seqs[8], seqs[2], seqs[7], seqs[11],
+                        seqs[12], seqs[13], seqs[14], seqs[15], seqs[16], seqs[17],
+                        seqs[18], seqs[0], 0 };
+    ck_assert_int_eq(spool_delete(fw, some, N(some), &err), 0);
+    ck_assert_uint_eq(claim_all(fw, "urgent", &b), 1);
+    ck_assert_uint_eq(b.recs[0].seq, seqs[6]);
+    ck_assert_uint_eq(claim_all(fw, "bulk", &b), 2);
+    ck_assert_uint_eq(b.recs[0].seq, seqs[10]);
+    ck_assert_uint_eq(b.recs[1].seq, seqs[19]);
     spool_close(fw);
     spool_batch_fini(&b);
     spool_close(sp);
