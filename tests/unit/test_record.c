@@ -1,6 +1,7 @@
 /* test_record.c - the extra-header block and the fixed SPEC headers. */
 #include <check.h>
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "sluice/buf.h"
@@ -90,6 +91,17 @@ START_TEST(test_record_fixed_headers_are_the_spec_set)
         ck_assert_uint_eq(out[i].value_len, strlen(values[i]));
         ck_assert_mem_eq(out[i].value, values[i], out[i].value_len);
     }
+    /* The extremes of the numbers: a clock before 1970 and zeros. */
+    rec.event_ms = INT64_MIN;
+    rec.ingest_ms = -1;
+    rec.seq = 0;
+    n = record_fixed_headers(&rec, "site-1", scratch, out);
+    ck_assert_uint_eq(out[3].value_len, 20);
+    ck_assert_mem_eq(out[3].value, "-9223372036854775808", 20);
+    ck_assert_uint_eq(out[4].value_len, 2);
+    ck_assert_mem_eq(out[4].value, "-1", 2);
+    ck_assert_uint_eq(out[6].value_len, 1);
+    ck_assert_mem_eq(out[6].value, "0", 1);
 }
 END_TEST
 

@@ -266,6 +266,12 @@ START_TEST(test_spool_lanes_are_separate)
     ck_assert_uint_eq(claim_all(fw, "bulk", &b), 2);
     ck_assert_uint_eq(b.recs[0].seq, seqs[10]);
     ck_assert_uint_eq(b.recs[1].seq, seqs[19]);
+    /* Sequences too far apart for the bitmap sort take the other path. */
+    uint64_t far[] = { (uint64_t)1 << 40, seqs[19], seqs[6], seqs[19] };
+    ck_assert_int_eq(spool_delete(fw, far, N(far), &err), 0);
+    ck_assert_uint_eq(count_rows(fw, "urgent"), 0);
+    ck_assert_uint_eq(claim_all(fw, "bulk", &b), 1);
+    ck_assert_uint_eq(b.recs[0].seq, seqs[10]);
     spool_close(fw);
     spool_batch_fini(&b);
     spool_close(sp);
