@@ -12,10 +12,14 @@ Phases (N messages of 200-byte JSON from 100 devices, sluice-loadgen defaults):
   sluice-q1/-q0      sluice, durable spool, counted by sluice-kcheck
   backlog            Kafka down, BACKLOG records into the spool, Kafka up, drain rate
 
-Rates are end to end: from starting the publisher to the consumer (bare_sub, or
-sluice-kcheck with --linger-ms 0) having seen all N. CPU is utime+stime from /proc
-(sluice: delta over the phase; naive: mosquitto_sub + kcat from before publishing to
-their exit, via wait4 rusage). Disk bytes are /proc/<sluice>/io write_bytes.
+The five rate phases run --rounds times, round after round; ratios are the median of
+the per-round ratios. Rates are end to end: from starting the publisher to the
+consumer (bare_sub, or sluice-kcheck with --linger-ms 0) having seen all N. The drain
+is timed from `up all` to sluice_kafka_delivered_total reaching BACKLOG; the consumer
+checks the records afterwards (--drain-check during: beside the drain, timed by it).
+CPU is utime+stime from /proc (sluice: delta over the phase; naive: mosquitto_sub +
+kcat, bare: bare_sub, from wait4 rusage). Disk bytes are /proc/<sluice>/io
+write_bytes.
 
 Usage: bench/pipeline.py [--build DIR] [--count N] [--backlog N] [--json FILE] ...
 Not a test: meson test never runs it. See bench/run-pipeline.sh.
@@ -315,11 +319,10 @@ class Sample:
                               for k in ("RssAnon", "RssFile", "RssShmem")}
 
     def thread_split(self, before, pid):
-        """CPU seconds per thread over [before, self], summed by thread name. Threads
-        sluice leaves unnamed are told apart: 'main' is the process's first thread,
-        then 'sluice#1', 'sluice#2' ... in creation (tid) order; in this build #1 is
-        the forward thread (forward_start runs before ingest_start) and #2 the ingest
-        flusher, if nothing else unnamed was started in between."""
+        """CPU seconds per thread over [before, self], summed by thread name
+        (sluice-forward, sluice-flusher, MQTTAsync_rcv, rdk:...). 'main' is the
+        process's first thread; threads left unnamed are 'sluice#1', 'sluice#2' ...
+        in creation (tid) order."""
         out = {}
         k = 0
         for tid in sorted(self.threads):

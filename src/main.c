@@ -6,9 +6,10 @@
  * |------------------------|---------------------------------------------|------------------------------------|
  * | main                   | config, lifecycle, signals (sigwait), the   | stop flag, joins, config swaps     |
  * |                        | WAL sync tick (durability: process)         |                                    |
- * | Paho receive           | ingest spool handle, mapper                 | spool_append; returns 1 only after |
- * | (messageArrived)       |                                             | the commit; forward_notify         |
- * | ingest flusher         | nothing (QoS 0 batch commits, ingest mutex) | spool_commit                       |
+ * | Paho receive           | ingest spool handle (and its intake         | spool_append; returns 1 only after |
+ * | (messageArrived)       | journal), mapper                            | the journal write; forward_notify  |
+ * | ingest flusher         | nothing (journal -> SQLite commits every    | spool_commit, then forward_notify  |
+ * |                        | 5 ms, under the ingest mutex)               |                                    |
  * | forwarder              | rd_kafka_t, forwarder spool handle; sole    | spool claim/delete                 |
  * |                        | caller of rd_kafka_poll                     |                                    |
  * | HTTP (libmicrohttpd)   | nothing the bridge uses (its own read-only  | reads atomic counters; route names |
