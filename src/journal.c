@@ -115,13 +115,14 @@ bool
 journal_frame_next(const void *data, size_t len, size_t *off, uint64_t *gen,
                    struct record *rec)
 {
-    const unsigned char *p = (const unsigned char *)data + *off, *end;
+    const unsigned char *p, *end;
     const unsigned char *f[6];
     size_t flen[6];
     uint32_t body;
 
-    if (*off > len || len - *off < JOURNAL_FRAME_HDR)
+    if (data == NULL || *off > len || len - *off < JOURNAL_FRAME_HDR)
         return false;
+    p = (const unsigned char *)data + *off;
     body = get_u32(p);
     if (body < JOURNAL_FIXED + 6 * 4 || body > JOURNAL_BODY_MAX ||
         body > len - *off - JOURNAL_FRAME_HDR)

@@ -575,6 +575,12 @@ spool_create_file(struct spool *sp, struct err *err)
         return rc;
     }
     close(fd);
+    /* An intake journal without its database (the operator removed spool.db) holds
+     * rows of the old spool: a new spool must not replay them. */
+    char *journal = spool_strdup_cat(sp->path, "-intake");
+    if (journal != NULL)
+        (void)unlink(journal);
+    free(journal);
     /* The new name must survive a power cut as surely as the rows inside. */
     if ((rc = spool_fsync_dir(sp->dir_path)) < 0)
         return err_set(err, rc, "spool %s: fsync directory: %s", sp->path, strerror(-rc));
@@ -1551,6 +1557,8 @@ spool_journal_merge(struct spool *sp, struct err *err)
     sp->jrelax = true;
     if ((rc = spool_room(sp, err)) < 0) {
         sp->jrelax = false;
+        if (sp->in_batch && sp->pending == 0)
+            spool_abort(sp);        /* an empty batch must not keep the write lock */
         return rc;
     }
     sp->room_checked = true;

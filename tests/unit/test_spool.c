@@ -1015,6 +1015,25 @@ START_TEST(test_spool_journal_torn_tail_is_not_replayed)
 }
 END_TEST
 
+/* A journal whose database was removed belongs to the old spool: not replayed into
+ * the new one. */
+START_TEST(test_spool_journal_without_its_database_is_dropped)
+{
+    struct spool *sp;
+    char p[400];
+
+    run_child(child_acks_four);
+    ck_assert_int_eq(unlink(dbpath), 0);
+    snprintf(p, sizeof(p), "%s-wal", dbpath);
+    (void)unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", dbpath);
+    (void)unlink(p);
+    sp = open_journal();
+    ck_assert_uint_eq(count_rows(sp, "bulk"), 0);
+    spool_close(sp);
+}
+END_TEST
+
 START_TEST(test_spool_journal_clean_close_commits_everything)
 {
     struct spool *sp = open_journal();
@@ -1253,6 +1272,7 @@ spool_suite(void)
     tcase_add_test(tc, test_spool_journal_replays_only_what_was_not_committed);
     tcase_add_test(tc, test_spool_journal_torn_tail_is_not_replayed);
     tcase_add_test(tc, test_spool_journal_clean_close_commits_everything);
+    tcase_add_test(tc, test_spool_journal_without_its_database_is_dropped);
     tcase_add_test(tc, test_journal_frames_round_trip_and_scan);
     tcase_add_test(tc, test_spool_sync_tick_checkpoints_into_the_file);
     tcase_add_test(tc, test_spool_power_durability_and_sync);
