@@ -20,36 +20,20 @@ enum {
 
 #define JOURNAL_FIXED (1 + 1 + 4 + 8 + 8)      /* flags, qos, route, event, ingest */
 
+/* n little-endian bytes of v at p, and back. */
 static void
-put_u32(unsigned char *p, uint32_t v)
+put_le(unsigned char *p, uint64_t v, int n)
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < n; i++)
         p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void
-put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t
-get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-
-    for (int i = 3; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
 }
 
 static uint64_t
-get_u64(const unsigned char *p)
+get_le(const unsigned char *p, int n)
 {
     uint64_t v = 0;
 
-    for (int i = 7; i >= 0; i--)
+    for (int i = n - 1; i >= 0; i--)
         v = v << 8 | p[i];
     return v;
 }
@@ -88,25 +72,25 @@ journal_frame_add(struct buf *b, uint64_t gen, const struct record *rec)
     if (buf_reserve(b, JOURNAL_FRAME_HDR + body) < 0)
         return -ENOMEM;
     p = (unsigned char *)b->data + start;
-    put_u32(p, (uint32_t)body);
-    put_u64(p + 8, gen);
+    put_le(p, (uint32_t)body, 4);
+    put_le(p + 8, gen, 8);
     p += JOURNAL_FRAME_HDR;
     p[0] = (unsigned char)((rec->retained ? JF_RETAINED : 0) |
                            (rec->dead_letter ? JF_DEAD_LETTER : 0) |
                            (rec->key != NULL ? JF_HAS_KEY : 0));
     p[1] = rec->qos;
-    put_u32(p + 2, rec->route);
-    put_u64(p + 6, (uint64_t)rec->event_ms);
-    put_u64(p + 14, (uint64_t)rec->ingest_ms);
+    put_le(p + 2, rec->route, 4);
+    put_le(p + 6, (uint64_t)rec->event_ms, 8);
+    put_le(p + 14, (uint64_t)rec->ingest_ms, 8);
     p += JOURNAL_FIXED;
     for (int i = 0; i < 6; i++) {
-        put_u32(p, (uint32_t)lens[i]);
+        put_le(p, (uint32_t)lens[i], 4);
         if (lens[i] > 0)
             memcpy(p + 4, fields[i], lens[i]);
         p += 4 + lens[i];
     }
     p = (unsigned char *)b->data + start;
-    put_u32(p + 4, frame_crc(p + 8, 8 + body));
+    put_le(p + 4, frame_crc(p + 8, 8 + body), 4);
     b->len = start + JOURNAL_FRAME_HDR + body;
     return 0;
 }
@@ -123,18 +107,18 @@ journal_frame_next(const void *data, size_t len, size_t *off, uint64_t *gen,
     if (data == NULL || *off > len || len - *off < JOURNAL_FRAME_HDR)
         return false;
     p = (const unsigned char *)data + *off;
-    body = get_u32(p);
+    body = (uint32_t)get_le(p, 4);
     if (body < JOURNAL_FIXED + 6 * 4 || body > JOURNAL_BODY_MAX ||
         body > len - *off - JOURNAL_FRAME_HDR)
         return false;
-    if (get_u32(p + 4) != frame_crc(p + 8, 8 + (size_t)body))
+    if ((uint32_t)get_le(p + 4, 4) != frame_crc(p + 8, 8 + (size_t)body))
         return false;
     end = p + JOURNAL_FRAME_HDR + body;
     const unsigned char *q = p + JOURNAL_FRAME_HDR + JOURNAL_FIXED;
     for (int i = 0; i < 6; i++) {
         if ((size_t)(end - q) < 4)
             return false;
-        flen[i] = get_u32(q);
+        flen[i] = (uint32_t)get_le(q, 4);
         q += 4;
         if (flen[i] > (size_t)(end - q))
             return false;
@@ -149,9 +133,9 @@ journal_frame_next(const void *data, size_t len, size_t *off, uint64_t *gen,
     rec->retained = (b[0] & JF_RETAINED) != 0;
     rec->dead_letter = (b[0] & JF_DEAD_LETTER) != 0;
     rec->qos = b[1];
-    rec->route = get_u32(b + 2);
-    rec->event_ms = (int64_t)get_u64(b + 6);
-    rec->ingest_ms = (int64_t)get_u64(b + 14);
+    rec->route = (uint32_t)get_le(b + 2, 4);
+    rec->event_ms = (int64_t)get_le(b + 6, 8);
+    rec->ingest_ms = (int64_t)get_le(b + 14, 8);
     rec->lane = (const char *)f[0];
     rec->topic = (const char *)f[1];
     rec->topic_len = flen[1];
@@ -163,7 +147,7 @@ journal_frame_next(const void *data, size_t len, size_t *off, uint64_t *gen,
     rec->mqtt_topic_len = flen[4];
     rec->hdrs = f[5];
     rec->hdrs_len = flen[5];
-    *gen = get_u64(p + 8);
+    *gen = get_le(p + 8, 8);
     *off += JOURNAL_FRAME_HDR + body;
     return true;
 }
