@@ -25,13 +25,7 @@
 #include "sluice/mapper.h"
 #include "sluice/record.h"
 
-#define CHECK(c)                                                                      \
-    do {                                                                              \
-        if (!(c)) {                                                                   \
-            fprintf(stderr, "fuzz_codec: %s:%d: %s\n", __FILE__, __LINE__, #c);       \
-            abort();                                                                  \
-        }                                                                             \
-    } while (0)
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

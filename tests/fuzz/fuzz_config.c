@@ -17,13 +17,7 @@
 
 #include "sluice/config.h"
 
-#define CHECK(c)                                                                      \
-    do {                                                                              \
-        if (!(c)) {                                                                   \
-            fprintf(stderr, "fuzz_config: %s:%d: %s\n", __FILE__, __LINE__, #c);      \
-            abort();                                                                  \
-        }                                                                             \
-    } while (0)
+#include "fuzz_check.h"
 
 #define NAME "fuzz.yaml"
 

@@ -16,13 +16,7 @@
 #include "sluice/filter.h"
 #include "sluice/route.h"
 
-#define CHECK(c)                                                                      \
-    do {                                                                              \
-        if (!(c)) {                                                                   \
-            fprintf(stderr, "fuzz_filter: %s:%d: %s\n", __FILE__, __LINE__, #c);      \
-            abort();                                                                  \
-        }                                                                             \
-    } while (0)
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -14,13 +14,7 @@
 #include "sluice/buf.h"
 #include "sluice/journal.h"
 
-#define CHECK(c)                                                                      \
-    do {                                                                              \
-        if (!(c)) {                                                                   \
-            fprintf(stderr, "fuzz_journal: %s:%d: %s\n", __FILE__, __LINE__, #c);     \
-            abort();                                                                  \
-        }                                                                             \
-    } while (0)
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -14,13 +14,7 @@
 #include "sluice/err.h"
 #include "sluice/jpath.h"
 
-#define CHECK(c)                                                                      \
-    do {                                                                              \
-        if (!(c)) {                                                                   \
-            fprintf(stderr, "fuzz_jpath: %s:%d: %s\n", __FILE__, __LINE__, #c);       \
-            abort();                                                                  \
-        }                                                                             \
-    } while (0)
+#include "fuzz_check.h"
 
 #define RENDER_CAP 65536
 

@@ -14,15 +14,9 @@
 #include "sluice/err.h"
 #include "sluice/route.h"
 
-#define MAX_PATTERNS 16
+#include "fuzz_check.h"
 
-#define CHECK(c)                                                                      \
-    do {                                                                              \
-        if (!(c)) {                                                                   \
-            fprintf(stderr, "fuzz_route: %s:%d: %s\n", __FILE__, __LINE__, #c);       \
-            abort();                                                                  \
-        }                                                                             \
-    } while (0)
+#define MAX_PATTERNS 16
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

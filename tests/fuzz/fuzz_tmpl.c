@@ -15,13 +15,7 @@
 #include "sluice/route.h"
 #include "sluice/tmpl.h"
 
-#define CHECK(c)                                                                      \
-    do {                                                                              \
-        if (!(c)) {                                                                   \
-            fprintf(stderr, "fuzz_tmpl: %s:%d: %s\n", __FILE__, __LINE__, #c);        \
-            abort();                                                                  \
-        }                                                                             \
-    } while (0)
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
