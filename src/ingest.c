@@ -7,13 +7,13 @@
  * anyway. So for QoS 1/2 the callback maps the message, appends it to the spool with
  * commit = true, and returns 1 only after that commit: a SIGKILL at any instant leaves
  * the message either committed or unacknowledged (the broker then redelivers it from
- * the persistent session). The commit is one write to the spool's intake journal
- * (spool.c); the flusher moves the journal into the database with the QoS 0 batch. Measured with mosquitto 2.0.11, 8 SIGKILLs during 40k
+ * the persistent session). Measured with mosquitto 2.0.11, 8 SIGKILLs during 40k
  * messages each: QoS 1 0 lost (382 duplicates end to end), MQTT 5 QoS 2 0 lost (809
- * duplicates). QoS 0 has no acknowledgement to protect, so its rows
- * join an open spool transaction that the flusher thread commits once it is
- * INGEST_QOS0_BATCH_MS old (or inline at INGEST_QOS0_BATCH_ROWS rows): a crash loses at
- * most those few milliseconds of QoS 0 messages.
+ * duplicates). That commit is one write to the spool's intake journal (spool.c).
+ * QoS 0 has no acknowledgement to protect, so its records join the journal in memory
+ * only. The flusher thread moves the journal into the database once its oldest
+ * record is INGEST_QOS0_BATCH_MS old (or inline at INGEST_QOS0_BATCH_ROWS records):
+ * a crash loses at most those few milliseconds of QoS 0 messages.
  *
  * A failing spool (disk full, I/O error) never turns into an acknowledged loss. The
  * callback keeps retrying with backoff (10 ms doubling to 1 s) and never returns 1 for
