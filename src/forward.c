@@ -104,7 +104,6 @@
 #define FW_GRACE_MS       3000   /* no "unreachable" line for a slow first connect */
 #define FW_PURGE_WAIT_MS  2000   /* delivery reports of purged messages */
 #define FW_LOG_EVERY_MS   60000  /* repeated librdkafka complaints */
-#define FW_LINGER_MS      "50"  /* linger.ms unless kafka.properties sets it */
 
 enum fw_msg_kind {
     FW_MSG_FREE = 0,
@@ -684,15 +683,6 @@ fw_producer_create(struct forward *fw, struct err *err)
     /* librdkafka backs off reconnects up to 10 s; an edge uplink that comes back
      * should drain within a second or two. Before the user's properties: theirs win. */
     if ((rc = fw_conf_set(conf, "reconnect.backoff.max.ms", "2000", err)) < 0)
-        goto fail;
-    /* librdkafka waits 5 ms for a batch to fill. Live traffic spread over many
-     * partitions then goes out a record or two per partition per request: at 18k
-     * records/s over 64 partitions, bench/run-pipeline.sh measured its broker
-     * threads at 0.6 CPU s per 100k records with 5 ms and 0.27 with 50 ms. Fewer,
-     * fuller requests also cost the uplink fewer bytes and compress better; 50 ms
-     * more latency is nothing next to the outages the spool is for. A backlog fills
-     * its batches at once, whatever this says. */
-    if ((rc = fw_conf_set(conf, "linger.ms", FW_LINGER_MS, err)) < 0)
         goto fail;
     for (size_t i = 0; i < cfg->kafka.nprops; i++) {
         if ((rc = fw_conf_set(conf, cfg->kafka.props[i].key, cfg->kafka.props[i].value,

@@ -1,10 +1,10 @@
-"""The producer's settings: sluice's defaults, the user's properties over them, and
-the delivery settings no property can change.
+"""The producer's settings: the user's properties reach librdkafka, and the delivery
+settings no property can change hold whatever they say.
 
 librdkafka prints its whole configuration when `debug: conf` is set; sluice logs it
-at debug level (linger.ms under its canonical name, queue.buffering.max.ms). With no
-linger.ms in kafka.properties the producer waits 50 ms for a batch (forward.c,
-FW_LINGER_MS); with linger.ms set, the user's value is used. Either way
+at debug level (linger.ms under its canonical name, queue.buffering.max.ms). With
+linger.ms in kafka.properties the user's value is used; sluice's own default for
+reconnect.backoff.max.ms (2000) applies unless the user sets it too. Either way
 enable.idempotence is true, acks (request.required.acks) is all (-1) and
 message.timeout.ms is 0 (never)."""
 import re
@@ -27,7 +27,7 @@ def producer_conf(wd, mosq, kafka, name, props):
         conf.clear()
         for m in re.finditer(r"\b([a-z][a-z.]+) = (\S+)", sl.log_text()):
             conf.setdefault(m.group(1), m.group(2))
-        return "queue.buffering.max.ms" in conf and "message.timeout.ms" in conf
+        return "enable.idempotence" in conf and "message.timeout.ms" in conf
     h.wait_for(parsed, 30, f"{name}: librdkafka's configuration in the log")
     assert sl.stop() == 0
     return conf
@@ -44,10 +44,12 @@ def test_kafka_defaults(wd):
     kafka = h.MockKafka(wd)
 
     conf = producer_conf(wd, mosq, kafka, "defaults", {})
-    assert conf["queue.buffering.max.ms"] == "50", conf   # linger.ms's own name
+    assert conf["reconnect.backoff.max.ms"] == "2000", conf
     assert_delivery_settings(conf)
-    conf = producer_conf(wd, mosq, kafka, "tuned", {"linger.ms": 7})
-    assert conf["queue.buffering.max.ms"] == "7", conf
+    conf = producer_conf(wd, mosq, kafka, "tuned",
+                         {"linger.ms": 7, "reconnect.backoff.max.ms": 500})
+    assert conf["queue.buffering.max.ms"] == "7", conf    # linger.ms's own name
+    assert conf["reconnect.backoff.max.ms"] == "500", conf
     assert_delivery_settings(conf)
 
 
