@@ -369,13 +369,15 @@ def bench_sluice(wd, n, qos, opts):
     t1, res = check.result()
     b = Sample(pid)
     files = spool_files(sl)
+    skipped = metric_total(sl, "sluice_spool_skipped_total")
     lg = loadgen_result(wd, pub, 30)
     rc = sl.stop()
     out = {"n": n, "qos": qos, "seconds": t1 - t0, "rate": res["distinct"] / (t1 - t0),
            "lost": res["lost"], "duplicates": res["duplicates"],
            "reordered": res["reordered"], "missing_headers": res["missing_headers"],
            "bad_timestamp": res["bad_timestamp"], "key_mismatch": res["key_mismatch"],
-           "publish_rate": lg.get("rate"), "exit": rc, "spool_files": files}
+           "publish_rate": lg.get("rate"), "exit": rc, "spool_files": files,
+           "skipped_sqlite": skipped}
     out.update(sluice_delta(a, b, n))
     return out
 
@@ -388,12 +390,17 @@ def spool_total(sl):
     raise AssertionError(f"spool stats: no total row: {out.stdout!r} {out.stderr!r}")
 
 
-def delivered_total(sl):
-    """sluice_kafka_delivered_total summed over routes: records Kafka acknowledged."""
+def metric_total(sl, name):
+    """A metric summed over its samples (labels ignored), from sluice's /metrics."""
     with urllib.request.urlopen(sl.http_url("/metrics"), timeout=10) as r:
         body = r.read().decode()
     return sum(float(line.split()[-1]) for line in body.splitlines()
-               if line.startswith("sluice_kafka_delivered_total{"))
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+def delivered_total(sl):
+    """sluice_kafka_delivered_total summed over routes: records Kafka acknowledged."""
+    return metric_total(sl, "sluice_kafka_delivered_total")
 
 
 def bench_backlog(wd, n, opts):

@@ -24,6 +24,14 @@
  *      crash in between only re-sends those records (at-least-once, bounded by the
  *      window).
  *
+ * The live path (live.c has the protocol). Once every lane is drained and Kafka is
+ * there, the loop stops claiming and produces the ingest handle's records from the
+ * live queue as their journal frames are written (fw_live_fill); its cursors follow,
+ * so the claims pick up exactly where the queue stopped whenever the path steps
+ * aside (an outage, a full window or queue, a refusal, a record on the database path,
+ * forward.max_rate, a stop). A record acknowledged before the journal is merged is
+ * not deleted but reported to live_ack, and the merge never writes it (fw_done).
+ *
  * Order. The producer is idempotent with acks=all and message.timeout.ms=0:
  * librdkafka retries every transient error itself, in order, forever, so a record
  * never times out (a timed-out record leaves a sequence gap, and re-sending it later
@@ -79,10 +87,12 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "sluice/buf.h"
 #include "sluice/clock.h"
 #include "sluice/config.h"
 #include "sluice/err.h"
 #include "sluice/forward.h"
+#include "sluice/live.h"
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 #include "sluice/record.h"
@@ -117,6 +127,7 @@ struct fw_msg {
     uint32_t       route;         /* for delivered{route} */
     uint8_t        kind;          /* enum fw_msg_kind */
     bool           final;         /* already a dead letter: never dead-letter again */
+    bool           live;          /* produced from the live queue: see fw_done */
     size_t         bytes;         /* key + value + headers, for forward_bytes */
     int64_t        ingest_ms;     /* MQTT arrival (epoch ms), for the latency histogram */
     struct fw_msg *next_free;     /* free list link while FW_MSG_FREE */
@@ -169,6 +180,14 @@ struct forward {
 
     struct spool_batch batch;
 
+    /* The live path (live.h; the phases are described in live.c). */
+    struct live     *live;           /* borrowed; NULL: claims only */
+    enum { FW_LIVE_OFF, FW_LIVE_BARRIER, FW_LIVE_ON } live_phase;
+    uint64_t         live_barrier;   /* in BARRIER: claim up to this sequence first */
+    struct buf       live_buf;       /* live_take's copies */
+    uint64_t        *live_acks;      /* acknowledged, for one live_ack_many */
+    size_t           nlive_acks;
+
     uint64_t         txretries;      /* retransmissions seen for the current producer */
     uint64_t         reports;        /* delivery reports from the current producer */
     bool             fatal;          /* recreate the producer at the loop boundary */
@@ -191,6 +210,8 @@ struct forward {
 /* librdkafka logs from its own threads; the limiter is shared, so it is locked. */
 static pthread_mutex_t fw_log_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct log_limiter fw_log_lim;
+
+static void fw_live_leave(struct forward *fw, const char *why);
 
 static int64_t
 fw_now(void)
@@ -339,6 +360,42 @@ fw_delete_add(struct forward *fw, uint64_t seq)
         fw_delete_flush(fw);
 }
 
+/* The record of m is in Kafka (or its dead-letter copy is, or it can go nowhere):
+ * its row goes, now, or, for a record the live path produced before the journal
+ * was merged, by the merge skipping it (live_ack). */
+static void
+fw_done(struct forward *fw, const struct fw_msg *m)
+{
+    if (m->live && fw->live != NULL && fw->nlive_acks < FORWARD_WINDOW) {
+        fw->live_acks[fw->nlive_acks++] = m->seq;   /* see fw_live_acks */
+        return;
+    }
+    if (m->live && fw->live != NULL && !live_ack(fw->live, m->seq))
+        return;
+    fw_delete_add(fw, m->seq);
+}
+
+/* Reports the acknowledgements fw_done collected (one lock for a poll's worth, not
+ * one per record: the ingest thread offers under the same lock), deletes the rows
+ * that are in SQLite already, and those a merge inserted while their
+ * acknowledgement was on its way (live_late). */
+static void
+fw_live_acks(struct forward *fw)
+{
+    uint64_t late[256];
+    size_t n;
+
+    if (fw->live == NULL)
+        return;
+    n = live_ack_many(fw->live, fw->live_acks, fw->nlive_acks);
+    for (size_t i = 0; i < n; i++)
+        fw_delete_add(fw, fw->live_acks[i]);
+    fw->nlive_acks = 0;
+    while ((n = live_late(fw->live, late, 256)) > 0)
+        for (size_t i = 0; i < n; i++)
+            fw_delete_add(fw, late[i]);
+}
+
 /* ---- producing ------------------------------------------------------------ */
 
 static bool
@@ -448,7 +505,7 @@ fw_dead_letter(struct forward *fw, struct fw_msg *m, const char *topic, const vo
                     "deleted, it has nowhere else to go", m->seq, topic,
                     rd_kafka_err2str(why));
         rd_kafka_headers_destroy(hdrs);
-        fw_delete_add(fw, m->seq);
+        fw_done(fw, m);
         fw_msg_put(fw, m);
         return;
     }
@@ -493,7 +550,7 @@ fw_dead_letter(struct forward *fw, struct fw_msg *m, const char *topic, const vo
                     "cannot dead-letter record %" PRIu64 " to %s (%s); deleted",
                     m->seq, dlt, rd_kafka_err2str(e));
         metrics_add(&metrics.kafka_errors[KERR_PERMANENT], 1);
-        fw_delete_add(fw, m->seq);
+        fw_done(fw, m);
         fw_msg_put(fw, m);
     }
 }
@@ -501,7 +558,7 @@ fw_dead_letter(struct forward *fw, struct fw_msg *m, const char *topic, const vo
 /* Produces one claimed record. 0 when it is on its way (or was dealt with for good),
  * -EAGAIN when librdkafka cannot take it now (retry later, from this record on). */
 static int
-fw_produce(struct forward *fw, const struct record *rec)
+fw_produce(struct forward *fw, const struct record *rec, bool live)
 {
     struct fw_msg *m;
     rd_kafka_headers_t *hdrs;
@@ -517,7 +574,7 @@ fw_produce(struct forward *fw, const struct record *rec)
              rec->topic);
     hdrs = fw_headers(fw, rec, &bytes);
     *m = (struct fw_msg){.seq = rec->seq, .route = rec->route, .kind = FW_MSG_RECORD,
-                         .final = rec->dead_letter, .bytes = bytes,
+                         .final = rec->dead_letter, .live = live, .bytes = bytes,
                          .ingest_ms = rec->ingest_ms};
     e = rd_kafka_producev(fw->rk, RD_KAFKA_V_TOPIC(topic),
                           RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
@@ -570,7 +627,7 @@ fw_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
             metrics_add(&metrics.forward_bytes, m->bytes);
             metrics_observe_latency(clock_wall_ms() - m->ingest_ms);
         }
-        fw_delete_add(fw, m->seq);
+        fw_done(fw, m);
         fw_msg_put(fw, m);
         return;
     }
@@ -739,6 +796,7 @@ fw_producer_destroy(struct forward *fw)
     while (fw->inflight > 0 && fw_now() < deadline)
         rd_kafka_poll(fw->rk, 10);
     fw->purging = false;
+    fw_live_acks(fw);
     fw_delete_flush(fw);
     if (fw->mainq != NULL) {
         rd_kafka_queue_io_event_enable(fw->mainq, -1, NULL, 0);
@@ -764,6 +822,7 @@ fw_recover(struct forward *fw)
     metrics_add(&metrics.kafka_errors[KERR_FATAL], 1);
     log_error("forward", "kafka producer failed (%s); recreating it and re-sending "
               "%zu unacknowledged records from the spool", reason, fw->inflight);
+    fw_live_leave(fw, "producer failed");
     fw_producer_destroy(fw);
     for (size_t i = 0; i < fw->nlanes; i++)
         fw->lanes[i].cursor = 0;
@@ -926,13 +985,80 @@ fw_can_claim(struct forward *fw)
            fw_now() >= fw->paced_until_ms;
 }
 
-/* Claims and produces while the window and the byte budget allow. */
+/* ---- the live path ---------------------------------------------------------- */
+
+/* Whether records may skip SQLite now: Kafka is there, nothing paces or refuses the
+ * producer, and the thread is not stopping. */
+static bool
+fw_live_eligible(struct forward *fw)
+{
+    return fw->live != NULL && fw->cfg->forward_max_rate == 0 &&
+           atomic_load(&fw->connected) && !fw->suspect && !fw->fatal && !fw->queue_full &&
+           !atomic_load(&fw->stop);
+}
+
+/* Back to claims only. The queue is dropped: its records are in the journal, after
+ * their lanes' cursors, so the claims take them once they are merged. */
+static void
+fw_live_leave(struct forward *fw, const char *why)
+{
+    if (fw->live_phase == FW_LIVE_OFF)
+        return;
+    live_off(fw->live);
+    fw->live_phase = FW_LIVE_OFF;
+    log_debug("forward", "live path off (%s)", why);
+}
+
+/* FW_LIVE_ON: produces the queue in order while the window allows. */
+static void
+fw_live_fill(struct forward *fw)
+{
+    for (;;) {
+        size_t room = FORWARD_WINDOW - fw->inflight, want, n, off = 0;
+
+        if (room == 0)
+            return;
+        want = room < FW_CLAIM_MAX ? room : FW_CLAIM_MAX;
+        buf_reset(&fw->live_buf);
+        if ((n = live_take(fw->live, &fw->live_buf, want)) == 0)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            struct fw_lane *lane;
+            struct record rec;
+            uint64_t seq;
+
+            /* Not produced (a copy that does not decode, a lane the forwarder does
+             * not know yet, a producer that refuses): this record and the rest go
+             * through SQLite, where their cursors have not passed them. */
+            if (!live_next(fw->live_buf.data, fw->live_buf.len, &off, &seq, &rec) ||
+                (lane = fw_lane_find(fw->lanes, fw->nlanes, rec.lane)) == NULL ||
+                fw_produce(fw, &rec, true) < 0) {
+                fw_live_leave(fw, "a record could not be produced from the queue");
+                return;
+            }
+            lane->cursor = seq;
+        }
+        if (n < want)
+            break;
+    }
+    fw->paced_until_ms = fw_now() + FW_CLAIM_PACE_MS;
+}
+
+/* Claims and produces while the window and the byte budget allow; on the live
+ * path, from the queue instead (see live.c for the phases). */
 static void
 fw_fill(struct forward *fw)
 {
-    bool rated = fw->cfg->forward_max_rate > 0;
+    bool rated = fw->cfg->forward_max_rate > 0, ready = false;
+    uint64_t upto = UINT64_MAX;
     struct err e = {0};
 
+    /* Ingest turns the path off too (a record that went around the journal, a full
+     * queue): then the claims take over. */
+    if (fw->live_phase != FW_LIVE_OFF && !fw_live_eligible(fw))
+        fw_live_leave(fw, "kafka away, paced or stopping");
+    else if (fw->live_phase != FW_LIVE_OFF && !live_is_on(fw->live))
+        fw_live_leave(fw, "ingest: a record on the database path, or the queue full");
     /* With records in flight, wait until a useful number of slots is free rather
      * than claiming a row or two per delivery report. */
     /* While Kafka is unreachable nothing more goes into librdkafka's queue: the
@@ -943,6 +1069,16 @@ fw_fill(struct forward *fw)
      * probe (fw_probe) or a delivery report notices when Kafka is back. */
     if (!fw_can_claim(fw))
         return;
+    if (fw->live_phase == FW_LIVE_ON) {
+        fw_live_fill(fw);
+        return;
+    }
+    if (fw->live_phase == FW_LIVE_BARRIER) {
+        /* Committed up to the barrier before these claims: if they drain every lane
+         * up to it, nothing older than the queue is left unsent. */
+        ready = live_committed_upto(fw->live) >= fw->live_barrier;
+        upto = fw->live_barrier;
+    }
     fw_tokens_refill(fw);
     for (size_t l = 0; l < fw->nlanes; l++) {
         struct fw_lane *lane = &fw->lanes[l];
@@ -955,7 +1091,8 @@ fw_fill(struct forward *fw)
             if (rated && want > FW_CLAIM_RATED)
                 want = FW_CLAIM_RATED;
             spool_batch_reset(&fw->batch);
-            if (spool_claim(fw->sp, lane->name, lane->cursor, want, &fw->batch, &e) < 0) {
+            if (spool_claim_upto(fw->sp, lane->name, lane->cursor, upto, want, &fw->batch,
+                                 &e) < 0) {
                 log_limited(&fw->lim_spool, FW_LOG_EVERY_MS, LOG_ERROR, "forward",
                             "cannot read lane %s from the spool: %s", lane->name, e.msg);
                 return;
@@ -964,7 +1101,7 @@ fw_fill(struct forward *fw)
                 const struct record *rec = &fw->batch.recs[i];
                 if (rated && fw->tokens <= 0)
                     break;
-                if (fw_produce(fw, rec) < 0)
+                if (fw_produce(fw, rec, false) < 0)
                     break;
                 lane->cursor = rec->seq;
             }
@@ -976,6 +1113,15 @@ fw_fill(struct forward *fw)
     }
     /* Every lane is drained: what comes next is live traffic. */
     fw->paced_until_ms = fw_now() + FW_CLAIM_PACE_MS;
+    if (fw->live_phase == FW_LIVE_BARRIER && ready) {
+        fw->live_phase = FW_LIVE_ON;
+        live_set_holding(fw->live, true);
+        log_debug("forward", "live path on");
+        fw_live_fill(fw);
+    } else if (fw->live_phase == FW_LIVE_OFF && fw_live_eligible(fw)) {
+        live_try_on(fw->live, &fw->live_barrier);
+        fw->live_phase = FW_LIVE_BARRIER;
+    }
 }
 
 static int
@@ -1042,6 +1188,7 @@ fw_stop_flush(struct forward *fw)
         fw_config_sync(fw);
         rd_kafka_flush(fw->rk, (int)(left < FW_IDLE_MS ? left : FW_IDLE_MS));
         rd_kafka_poll(fw->rk, 0);
+        fw_live_acks(fw);
         if (fw->npend > 0 && fw_now() - fw->pend_since_ms >= FW_DELETE_MS)
             fw_delete_flush(fw);
     }
@@ -1074,10 +1221,12 @@ fw_main(void *arg)
         fw_wait(fw);
         fw->queue_full = false;
         rd_kafka_poll(fw->rk, 0);
+        fw_live_acks(fw);
         if (fw->npend > 0 &&
             (fw->npend >= FW_DELETE_BATCH || fw_now() - fw->pend_since_ms >= FW_DELETE_MS))
             fw_delete_flush(fw);
     }
+    fw_live_leave(fw, "stopping");
     if (fw->rk != NULL)
         fw_stop_flush(fw);
     fw_producer_destroy(fw);
@@ -1113,7 +1262,7 @@ fw_mock_create(struct forward *fw, struct err *err)
 
 int
 forward_create(struct forward **out, const struct config *cfg, struct spool *sp,
-               struct err *err)
+               struct live *live, struct err *err)
 {
     struct forward *fw;
     int rc;
@@ -1123,6 +1272,8 @@ forward_create(struct forward **out, const struct config *cfg, struct spool *sp,
         return err_set(err, -ENOMEM, "forward: out of memory");
     fw->efd = fw->cfd = -1;
     fw->cfg = cfg;
+    fw->live = live;
+    buf_init(&fw->live_buf);
     pthread_mutex_init(&fw->mu, NULL);
     pthread_cond_init(&fw->cv, NULL);
     spool_batch_init(&fw->batch);
@@ -1133,7 +1284,9 @@ forward_create(struct forward **out, const struct config *cfg, struct spool *sp,
     fw->cap_pend = FW_DELETE_BATCH * 2;
     fw->pool = calloc(FORWARD_WINDOW, sizeof(*fw->pool));
     fw->pend = malloc(fw->cap_pend * sizeof(*fw->pend));
-    if (fw->pool == NULL || fw->pend == NULL || fw_lanes_build(fw, cfg, NULL, 0) < 0) {
+    fw->live_acks = malloc(FORWARD_WINDOW * sizeof(*fw->live_acks));
+    if (fw->pool == NULL || fw->pend == NULL || fw->live_acks == NULL ||
+        fw_lanes_build(fw, cfg, NULL, 0) < 0) {
         rc = err_set(err, -ENOMEM, "forward: out of memory");
         goto fail;
     }
@@ -1217,12 +1370,14 @@ forward_destroy(struct forward *fw)
     if (fw->mock_rk != NULL)
         rd_kafka_destroy(fw->mock_rk);
     spool_batch_fini(&fw->batch);
+    buf_fini(&fw->live_buf);
     spool_close(fw->sp);
     for (size_t i = 0; i < fw->nlanes; i++)
         free(fw->lanes[i].name);
     free(fw->lanes);
     free(fw->pool);
     free(fw->pend);
+    free(fw->live_acks);
     free(fw->bootstrap);
     if (fw->efd >= 0)
         close(fw->efd);

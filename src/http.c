@@ -625,6 +625,11 @@ http_render_metrics(struct http *h, struct buf *b)
     http_put_head(b, "sluice_spool_appends_total", "counter", "Records appended to the spool.");
     buf_printf(b, "sluice_spool_appends_total %" PRIu64 "\n",
                metrics_get(&metrics.spool_appends));
+    http_put_head(b, "sluice_spool_skipped_total", "counter",
+                  "Records Kafka acknowledged before they reached the spool's database "
+                  "(the live path): never written to SQLite.");
+    buf_printf(b, "sluice_spool_skipped_total %" PRIu64 "\n",
+               metrics_get(&metrics.spool_skipped));
     http_put_head(b, "sluice_spool_errors_total", "counter",
                   "Failed spool appends and commits (each retry counts).");
     buf_printf(b, "sluice_spool_errors_total %" PRIu64 "\n", metrics_get(&metrics.spool_errors));

@@ -13,7 +13,10 @@
  * QoS 0 has no acknowledgement to protect, so its records join the journal in memory
  * only. The flusher thread moves the journal into the database once its oldest
  * record is INGEST_QOS0_BATCH_MS old (or inline at INGEST_QOS0_BATCH_ROWS records):
- * a crash loses at most those few milliseconds of QoS 0 messages.
+ * a crash loses at most those few milliseconds of QoS 0 messages. While the live path
+ * carries the records (live.c), the merge waits for Kafka's acknowledgements and the
+ * flusher writes the QoS 0 frames to the journal file every INGEST_QOS0_BATCH_MS
+ * instead: the same few milliseconds.
  *
  * A failing spool (disk full, I/O error) never turns into an acknowledged loss. The
  * callback keeps retrying with backoff (10 ms doubling to 1 s) and never returns 1 for
@@ -702,17 +705,27 @@ ingest_on_disconnected(void *ctx, MQTTProperties *props, enum MQTTReasonCodes rc
 
 /* ---- messages ------------------------------------------------------------------ */
 
-/* Under mu: commits the open QoS 0 batch. Returns true when rows were committed (the
- * caller notifies after dropping mu). */
+/* Under mu: commits the open QoS 0 batch and the intake journal. Returns true when
+ * rows were committed (the caller notifies after dropping mu). With may_hold, the
+ * spool may only write the journal's frames to its file while the live path
+ * produces them (spool_commit_or_hold): then *held is true. */
 static bool
-ingest_commit_batch_locked(struct ingest *in)
+ingest_commit_locked(struct ingest *in, bool may_hold, bool *held)
 {
     struct err e = { 0 };
     size_t n = spool_pending(in->sp);
+    int rc;
 
+    if (held != NULL)
+        *held = false;
     if (n == 0)
         return false;
-    if (spool_commit(in->sp, &e) < 0) {
+    rc = may_hold ? spool_commit_or_hold(in->sp, &e) : spool_commit(in->sp, &e);
+    if (rc > 0) {
+        *held = true;
+        return false;
+    }
+    if (rc < 0) {
         size_t kept = spool_pending(in->sp);
 
         metrics_add(&metrics.spool_errors, 1);
@@ -729,6 +742,12 @@ ingest_commit_batch_locked(struct ingest *in)
         return false;
     }
     return true;
+}
+
+static bool
+ingest_commit_batch_locked(struct ingest *in)
+{
+    return ingest_commit_locked(in, false, NULL);
 }
 
 /* hooks.before_write: from mapper_map, under mu. */
@@ -924,11 +943,12 @@ ingest_on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
                 /* Nothing pending: the row is in the database, the forwarder may
                  * claim it. Otherwise it waits in the batch (QoS 0) or the intake
                  * journal (QoS 1/2, durable already) for the flusher's commit. */
-                if ((after = spool_pending(in->sp)) == 0)
+                if ((after = spool_pending(in->sp)) == 0 || spool_offered(in->sp))
+                    notify = true;         /* on the live path it is the forwarder's now */
+                if (after >= INGEST_QOS0_BATCH_ROWS && !spool_holding(in->sp) &&
+                    ingest_commit_batch_locked(in))
                     notify = true;
-                else if (after >= INGEST_QOS0_BATCH_ROWS)
-                    notify = ingest_commit_batch_locked(in);
-                else if (before == 0)
+                else if (after > 0 && before == 0)
                     wake_flusher = true;   /* a batch began: the flusher times it */
                 break;
             }
@@ -1023,7 +1043,7 @@ ingest_thread(void *arg)
 {
     struct ingest *in = arg;
     struct timespec ts;
-    int64_t retain_at = 0, agg_at = 0;
+    int64_t retain_at = 0, agg_at = 0, held_until = 0;
 
     pthread_setname_np(pthread_self(), "sluice-flusher");   /* top -H, perf */
     pthread_mutex_lock(&in->mu);
@@ -1055,12 +1075,20 @@ ingest_thread(void *arg)
 
         if (spool_pending(in->sp) > 0) {
             int64_t due = spool_pending_since_ms(in->sp) + INGEST_QOS0_BATCH_MS;
+            if (due < held_until)
+                due = held_until;
             if (due <= now) {
-                bool committed = ingest_commit_batch_locked(in);
+                bool held, committed = ingest_commit_locked(in, true, &held);
                 if (committed && in->notify != NULL) {
                     pthread_mutex_unlock(&in->mu);
                     in->notify(in->notify_arg);
                     pthread_mutex_lock(&in->mu);
+                }
+                if (held) {
+                    /* The merge waits for Kafka; QoS 0 frames still reach the file
+                     * every INGEST_QOS0_BATCH_MS. */
+                    held_until = now + INGEST_QOS0_BATCH_MS;
+                    continue;
                 }
                 if (committed || spool_pending(in->sp) == 0)
                     continue;

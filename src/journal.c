@@ -16,6 +16,7 @@ enum {
     JF_RETAINED    = 1 << 0,
     JF_DEAD_LETTER = 1 << 1,
     JF_HAS_KEY     = 1 << 2,
+    JF_HAS_SEQ     = 1 << 3,        /* a u64 sequence follows the six fields */
 };
 
 #define JOURNAL_FIXED (1 + 1 + 4 + 8 + 8)      /* flags, qos, route, event, ingest */
@@ -61,7 +62,7 @@ journal_frame_add(struct buf *b, uint64_t gen, const struct record *rec)
                               rec->mqtt_topic, rec->hdrs };
     size_t lens[6] = { lane_len, rec->topic_len, rec->key != NULL ? rec->key_len : 0,
                        rec->value_len, rec->mqtt_topic_len, rec->hdrs_len };
-    size_t body = JOURNAL_FIXED, start = b->len;
+    size_t body = JOURNAL_FIXED + (rec->seq != 0 ? 8 : 0), start = b->len;
     unsigned char *p;
 
     for (int i = 0; i < 6; i++) {
@@ -77,7 +78,8 @@ journal_frame_add(struct buf *b, uint64_t gen, const struct record *rec)
     p += JOURNAL_FRAME_HDR;
     p[0] = (unsigned char)((rec->retained ? JF_RETAINED : 0) |
                            (rec->dead_letter ? JF_DEAD_LETTER : 0) |
-                           (rec->key != NULL ? JF_HAS_KEY : 0));
+                           (rec->key != NULL ? JF_HAS_KEY : 0) |
+                           (rec->seq != 0 ? JF_HAS_SEQ : 0));
     p[1] = rec->qos;
     put_le(p + 2, rec->route, 4);
     put_le(p + 6, (uint64_t)rec->event_ms, 8);
@@ -89,6 +91,8 @@ journal_frame_add(struct buf *b, uint64_t gen, const struct record *rec)
             memcpy(p + 4, fields[i], lens[i]);
         p += 4 + lens[i];
     }
+    if (rec->seq != 0)
+        put_le(p, rec->seq, 8);
     p = (unsigned char *)b->data + start;
     put_le(p + 4, frame_crc(p + 8, 8 + body), 4);
     b->len = start + JOURNAL_FRAME_HDR + body;
@@ -125,11 +129,19 @@ journal_frame_next(const void *data, size_t len, size_t *off, uint64_t *gen,
         f[i] = q;
         q += flen[i];
     }
+    const unsigned char *b = p + JOURNAL_FRAME_HDR;
+    uint64_t seq = 0;
+    if (b[0] & JF_HAS_SEQ) {
+        if ((size_t)(end - q) < 8)
+            return false;
+        seq = get_le(q, 8);
+        q += 8;
+    }
     /* The lane is a NUL-terminated name; nothing may follow the last field. */
     if (q != end || flen[0] == 0 || f[0][flen[0] - 1] != '\0')
         return false;
-    const unsigned char *b = p + JOURNAL_FRAME_HDR;
     memset(rec, 0, sizeof(*rec));
+    rec->seq = seq;
     rec->retained = (b[0] & JF_RETAINED) != 0;
     rec->dead_letter = (b[0] & JF_DEAD_LETTER) != 0;
     rec->qos = b[1];

@@ -43,6 +43,7 @@
 #include "sluice/err.h"
 #include "sluice/filter.h"
 #include "sluice/forward.h"
+#include "sluice/live.h"
 #include "sluice/jpath.h"
 #include "sluice/http.h"
 #include "sluice/ingest.h"
@@ -62,6 +63,11 @@
 
 /* How long SIGTERM waits for Kafka to take what is in flight. */
 #define STOP_FLUSH_MS  5000
+/* Records waiting for the forwarder on the live path: past either bound it steps
+ * aside and they go through SQLite (a forwarder that keeps up takes them within
+ * milliseconds; these only cap the memory of one that does not). */
+#define LIVE_MAX_RECORDS (2 * FORWARD_WINDOW)
+#define LIVE_MAX_BYTES   (4u << 20)
 
 static const char usage_text[] =
     "usage: sluice [run] -c FILE              run the bridge in the foreground\n"
@@ -444,10 +450,10 @@ cmd_health(const char *path, const char *url)
 /* ---- run ------------------------------------------------------------------ */
 
 static int
-open_spool(const struct config *cfg, bool journal, struct spool **out)
+open_spool(const struct config *cfg, struct live *live, bool journal, struct spool **out)
 {
     struct spool_conf sc = { .path = cfg->spool.path, .durability = cfg->spool.durability,
-                             .policy = cfg, .journal = journal };
+                             .policy = cfg, .journal = journal, .live = live };
     struct err err = { 0 };
     struct spool_damage dmg;
     int rc;
@@ -563,6 +569,7 @@ static int
 cmd_run(const char *path)
 {
     struct spool *in_sp = NULL, *fw_sp = NULL;
+    struct live *live = NULL;
     struct ingest *in = NULL;
     struct forward *fw = NULL;
     struct http *http = NULL;
@@ -595,14 +602,23 @@ cmd_run(const char *path)
         config_destroy(cfg);
         return EXIT_FAILURE;
     }
-    if (open_spool(cfg, true, &in_sp) < 0 || open_spool(cfg, false, &fw_sp) < 0) {
+    /* The live path: records Kafka acknowledges before the journal is merged never
+     * reach SQLite (live.c). It outlives both its users. */
+    if (live_create(&live, LIVE_MAX_RECORDS, LIVE_MAX_BYTES) < 0) {
+        log_error("main", "out of memory");
+        http_stop(http);
+        config_destroy(cfg);
+        return EXIT_FAILURE;
+    }
+    if (open_spool(cfg, live, true, &in_sp) < 0 || open_spool(cfg, NULL, false, &fw_sp) < 0) {
         http_stop(http);
         spool_close(in_sp);
         spool_close(fw_sp);
+        live_destroy(live);
         config_destroy(cfg);
         return EXIT_IOERR;
     }
-    if (forward_create(&fw, cfg, fw_sp, &err) < 0) {
+    if (forward_create(&fw, cfg, fw_sp, live, &err) < 0) {
         log_error("main", "%s", err.msg);
         spool_close(fw_sp);
         exit_code = EXIT_FAILURE;
@@ -670,6 +686,7 @@ out:
     forward_stop(fw, STOP_FLUSH_MS);
     ingest_destroy(in);
     forward_destroy(fw);
+    live_destroy(live);
     log_info("main", "stopped: delivered %" PRIu64 ", retries %" PRIu64
                      ", kafka errors transient %" PRIu64 " permanent %" PRIu64 " fatal %" PRIu64,
              delivered_total(), metrics_get(&metrics.kafka_retries),

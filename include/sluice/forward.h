@@ -17,6 +17,7 @@
 struct config;
 struct err;
 struct forward;
+struct live;
 struct spool;
 
 /* Records produced and not yet acknowledged, at most. Each costs about 1 KiB in
@@ -28,10 +29,12 @@ struct spool;
  * twice (plus one delete batch). */
 #define FORWARD_WINDOW 4000
 
-/* Takes sp. cfg borrowed (see forward_set_config). With kafka.bootstrap "embedded"
- * it also starts an in-process mock cluster and logs its bootstrap address. */
+/* Takes sp. cfg borrowed (see forward_set_config). live (borrowed, may be NULL) is
+ * the live path shared with the ingest handle's spool (live.h); it must outlive the
+ * forwarder. With kafka.bootstrap "embedded" it also starts an in-process mock
+ * cluster and logs its bootstrap address. */
 int  forward_create(struct forward **out, const struct config *cfg, struct spool *sp,
-                    struct err *err);
+                    struct live *live, struct err *err);
 int  forward_start(struct forward *fw, struct err *err);
 /* Any thread: new records are in the spool. Coalesces; never blocks. */
 void forward_notify(void *fw);

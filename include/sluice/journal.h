@@ -6,7 +6,8 @@
  * all little-endian; the body is
  *   [u8 flags][u8 qos][u32 route][i64 event_ms][i64 ingest_ms]
  *   then six [u32 length][bytes] fields: lane (with its NUL), topic, key, value,
- *   mqtt_topic, hdrs.
+ *   mqtt_topic, hdrs; then, when flags has bit 3 (the writer knew the record's
+ *   spool sequence), that sequence as a u64.
  * gen is the journal generation the frame belongs to: a reader keeps the frames of
  * the first frame's generation up to the first frame that is torn, damaged or of
  * another generation (stale bytes of an older generation may follow them). */
@@ -25,13 +26,12 @@ struct buf;
 #define JOURNAL_BODY_MAX  0x7fffffffu      /* a body never exceeds 2 GiB - 1 */
 
 /* Appends rec as one frame of generation gen. 0, -E2BIG (over JOURNAL_BODY_MAX) or
- * -ENOMEM; on error b is as it was. rec->seq is not stored: the spool assigns it
- * when the frame reaches the database. */
+ * -ENOMEM; on error b is as it was. rec->seq is stored when it is not 0. */
 int  journal_frame_add(struct buf *b, uint64_t gen, const struct record *rec);
 
 /* Decodes the frame at data + *off. true: rec (pointers into data) and *gen are
  * filled and *off moved past it; false: no whole, intact frame there (the end, a torn
- * tail, or damage), *off unchanged. rec->seq is 0. */
+ * tail, or damage), *off unchanged. rec->seq is the stored sequence, or 0. */
 bool journal_frame_next(const void *data, size_t len, size_t *off, uint64_t *gen,
                         struct record *rec);
 

@@ -58,6 +58,7 @@ struct metrics {
     atomic_uint_fast64_t kafka_retries;   /* produce requests librdkafka retried */
     atomic_uint_fast64_t forward_bytes;
     atomic_uint_fast64_t spool_appends;
+    atomic_uint_fast64_t spool_skipped;  /* acknowledged before the merge: never in SQLite */
     atomic_uint_fast64_t spool_errors;
     atomic_uint_fast64_t config_reload_failures;
     atomic_uint_fast64_t sparkplug_seq_gaps;       /* seq did not follow the node's last */

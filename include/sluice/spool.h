@@ -31,6 +31,8 @@ struct spool_conf {
                                             NULL = keep everything */
     bool                   journal;      /* the ingest handle: plain appends go through
                                             the intake journal (spool.c) */
+    struct live           *live;         /* with journal: the live path to offer
+                                            records to (live.h); borrowed, NULL: none */
 };
 
 /* Opens (creating with mode 0600, parent directory 0700, when absent), migrates the
@@ -48,8 +50,8 @@ int  spool_set_policy(struct spool *sp, const struct config *cfg);
  * before return (the QoS 1/2 path: the PUBACK follows). With commit false it joins an
  * open transaction that spool_commit ends (the QoS 0 batch path). On a handle opened
  * with conf.journal the row goes to the intake journal instead: commit true makes it
- * durable there (one write), spool_commit moves the journal into the database, and
- * rec->seq stays 0 (the sequence is assigned then). Errors: -ENOSPC
+ * durable there (one write), spool_commit moves the journal into the database
+ * (the sequence rec->seq receives at the append goes with it). Errors: -ENOSPC
  * (disk or spool full), -EIO, with a sentence; the row is then not in the spool and
  * any open batch was rolled back (the count of rows lost is in err).
  *
@@ -62,6 +64,16 @@ int  spool_set_policy(struct spool *sp, const struct config *cfg);
  * dead letter also leaves a line in the dead-letter log (spool_dead_letters). */
 int  spool_append(struct spool *sp, struct record *rec, bool commit, struct err *err);
 int  spool_commit(struct spool *sp, struct err *err);      /* no-op without a batch */
+/* spool_commit, unless the live path is producing from the queue (live_holding) and
+ * the journal is young and small: then its frames are only written to the file, and
+ * the merge waits for Kafka's acknowledgements (so it can skip those records).
+ * 1 when it waited, else spool_commit's result. */
+int  spool_commit_or_hold(struct spool *sp, struct err *err);
+/* Whether merges wait for the live path now (no open database batch, the forwarder
+ * producing from the queue): then a big QoS 0 batch need not be committed inline. */
+bool spool_holding(const struct spool *sp);
+/* Whether the last spool_append went to the live queue (wake the forwarder). */
+bool spool_offered(const struct spool *sp);
 
 /* Durable per-route state (deadband last values, aggregate accumulators): rows of
  * the route_state table, (route, key) -> value, where route names the owner (e.g.
@@ -142,6 +154,9 @@ void spool_batch_fini(struct spool_batch *b);
  * Claiming does not change the spool: records stay until spool_delete. */
 int  spool_claim(struct spool *sp, const char *lane, uint64_t after_seq, size_t max,
                  struct spool_batch *b, struct err *err);
+/* The same, only records with after_seq < seq <= upto. */
+int  spool_claim_upto(struct spool *sp, const char *lane, uint64_t after_seq, uint64_t upto,
+                      size_t max, struct spool_batch *b, struct err *err);
 /* Deletes the given sequences in one transaction. Unknown sequences are ignored. */
 int  spool_delete(struct spool *sp, const uint64_t *seqs, size_t n, struct err *err);
 

@@ -5,7 +5,7 @@
  * input and holds exactly the frames frame_next yields up to it, all of one
  * generation; every decoded record points inside the input, has a NUL-terminated
  * lane, and survives re-encoding: journal_frame_add then journal_frame_next give the
- * same fields back. */
+ * same fields (the stored sequence too) back. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +74,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(back.event_ms == r.event_ms && back.ingest_ms == r.ingest_ms);
         CHECK(back.route == r.route && back.qos == r.qos);
         CHECK(back.retained == r.retained && back.dead_letter == r.dead_letter);
+        CHECK(back.seq == r.seq);
     }
     CHECK(k == n);
     CHECK(n == 0 || gen == first);

@@ -21,6 +21,7 @@
 #include "sluice/config.h"
 #include "sluice/err.h"
 #include "sluice/journal.h"
+#include "sluice/live.h"
 #include "sluice/metrics.h"
 #include "sluice/record.h"
 #include "sluice/spool.h"
@@ -101,7 +102,7 @@ mkrec(struct mkrec *m, const char *lane, int i)
     return &m->rec;
 }
 
-/* Appends mkrec(lane, i); returns the sequence it got (0 on a journaled handle). */
+/* Appends mkrec(lane, i); returns the sequence it got. */
 static uint64_t
 append_any(struct spool *sp, const char *lane, int i, bool commit)
 {
@@ -897,11 +898,15 @@ open_journal(void)
     return sp;
 }
 
-/* A journaled append: durable in the journal (commit) or only buffered; no seq yet. */
-static void
+/* A journaled append: durable in the journal (commit) or only buffered. Its
+ * sequence is given at the append (the live path produces with it). */
+static uint64_t
 jappend(struct spool *sp, const char *lane, int i, bool commit)
 {
-    ck_assert_uint_eq(append_any(sp, lane, i, commit), 0);
+    uint64_t seq = append_any(sp, lane, i, commit);
+
+    ck_assert_uint_gt(seq, 0);
+    return seq;
 }
 
 /* The rows of lane are exactly mkrec(lane, first .. first + n - 1), in order. */
@@ -1059,6 +1064,173 @@ END_TEST
 
 /* Frames: every field round-trips, a NULL key stays NULL, and a scan stops where the
  * generation changes or a byte is damaged. */
+/* ---- the live path (live.h): what the journal merge skips ------------------- */
+
+static struct spool *
+open_journal_live(struct live *lv)
+{
+    struct spool_conf conf = { .path = dbpath, .durability = DURABILITY_PROCESS,
+                               .journal = true, .live = lv };
+    struct spool *sp = NULL;
+    struct err err = {0};
+    int rc = spool_open(&sp, &conf, &err);
+
+    ck_assert_msg(rc == 0, "spool_open %s (journal, live): %d %s", dbpath, rc, err.msg);
+    return sp;
+}
+
+/* Records Kafka acknowledged before the merge never reach SQLite; the others do,
+ * with the sequences the live path produced them with; a skipped sequence is never
+ * handed out again, not even the newest one and not after a reopen. */
+START_TEST(test_spool_live_merge_skips_acknowledged_records)
+{
+    static const int skip[] = { 0, 1, 2, 3, 4, 9 };
+    struct live *lv;
+    struct spool *sp;
+    struct spool_batch b;
+    struct err err = {0};
+    struct buf q;
+    uint64_t barrier, seqs[10];
+
+    ck_assert_int_eq(live_create(&lv, 100, 1 << 20), 0);
+    sp = open_journal_live(lv);
+    live_try_on(lv, &barrier);
+    ck_assert_uint_eq(barrier, 0);
+    for (int i = 0; i < 10; i++) {
+        seqs[i] = jappend(sp, "bulk", i, true);
+        ck_assert(spool_offered(sp));
+        if (i > 0)
+            ck_assert_uint_gt(seqs[i], seqs[i - 1]);
+    }
+    buf_init(&q);
+    ck_assert_uint_eq(live_take(lv, &q, 100), 10);   /* what the forwarder produces */
+    buf_fini(&q);
+    for (size_t k = 0; k < N(skip); k++)
+        ck_assert(!live_ack(lv, seqs[skip[k]]));     /* Kafka has them: not merged yet */
+    ck_assert_uint_eq(spool_pending(sp), 10);
+    ck_assert_int_eq(spool_commit(sp, &err), 0);
+    ck_assert_uint_eq(spool_pending(sp), 0);
+    ck_assert_uint_eq(live_committed_upto(lv), seqs[9]);
+
+    spool_batch_init(&b);
+    ck_assert_uint_eq(claim_all(sp, "bulk", &b), 4);
+    for (int k = 0; k < 4; k++) {
+        check_rec(&b.recs[k], "bulk", 5 + k);
+        ck_assert_uint_eq(b.recs[k].seq, seqs[5 + k]);
+    }
+    spool_batch_fini(&b);
+    ck_assert(live_ack(lv, seqs[5]));                /* merged: its row is deleted */
+    spool_close(sp);
+
+    sp = open_rw();
+    ck_assert_uint_gt(append(sp, "bulk", 10, true), seqs[9]);
+    ck_assert_uint_eq(count_rows(sp, "bulk"), 5);
+    spool_close(sp);
+    live_destroy(lv);
+}
+END_TEST
+
+/* A record that must go into the database with route state turns the live path
+ * off, so the forwarder claims it (and what follows) from SQLite in order. */
+START_TEST(test_spool_live_database_path_turns_it_off)
+{
+    struct live *lv;
+    struct spool *sp;
+    struct err err = {0};
+    struct mkrec m;
+    struct record *r;
+    uint64_t barrier, seq;
+    const struct spool_state_put put = { .route = "deadband/r", .key = "k", .key_len = 1,
+                                         .value = "v", .value_len = 1 };
+
+    ck_assert_int_eq(live_create(&lv, 100, 1 << 20), 0);
+    sp = open_journal_live(lv);
+    live_try_on(lv, &barrier);
+    live_set_holding(lv, true);
+    seq = jappend(sp, "bulk", 0, true);
+    ck_assert(spool_holding(sp));
+    r = mkrec(&m, "bulk", 1);
+    ck_assert_int_eq(spool_append_with_state(sp, r, true, &put, 1, &err), 0);
+    ck_assert(!spool_offered(sp));
+    ck_assert_uint_gt(r->seq, seq);
+    ck_assert(!live_is_on(lv));
+    ck_assert(!spool_holding(sp));
+    live_try_on(lv, &barrier);
+    ck_assert_uint_eq(barrier, r->seq);    /* the claims must take it first */
+    expect_rows(sp, "bulk", 0, 2);
+    spool_close(sp);
+    live_destroy(lv);
+}
+END_TEST
+
+/* While the forwarder produces from the queue, the flusher's commit only writes the
+ * journal file (the merge waits for acknowledgements); without the live path, or
+ * with it off, it commits. */
+START_TEST(test_spool_live_commit_or_hold)
+{
+    struct live *lv;
+    struct spool *sp;
+    struct err err = {0};
+    uint64_t barrier;
+
+    ck_assert_int_eq(live_create(&lv, 100, 1 << 20), 0);
+    sp = open_journal_live(lv);
+    jappend(sp, "bulk", 0, false);                  /* QoS 0: buffered, not in the file */
+    ck_assert_int_eq(spool_commit_or_hold(sp, &err), 0);    /* not holding: merged */
+    ck_assert_uint_eq(count_rows(sp, "bulk"), 1);
+    live_try_on(lv, &barrier);
+    live_set_holding(lv, true);
+    jappend(sp, "bulk", 1, false);
+    ck_assert_int_eq(spool_commit_or_hold(sp, &err), 1);    /* held: file only */
+    ck_assert_uint_eq(count_rows(sp, "bulk"), 1);
+    ck_assert_uint_eq(spool_pending(sp), 1);
+    live_off(lv);
+    ck_assert_int_eq(spool_commit_or_hold(sp, &err), 0);
+    ck_assert_uint_eq(count_rows(sp, "bulk"), 2);
+    spool_close(sp);
+    live_destroy(lv);
+}
+END_TEST
+
+/* Frames carry their sequences: a replay gives each record the one the live path
+ * may have sent it to Kafka with (downstream de-duplicates on instance + seq). */
+START_TEST(test_spool_journal_replay_keeps_sequences)
+{
+    struct spool *sp = open_rw();
+    struct spool_batch b;
+    struct mkrec m;
+    struct buf f;
+    char jpath[400];
+    FILE *fp;
+
+    append(sp, "bulk", 0, true);                    /* the database exists, seq 1 */
+    spool_close(sp);
+    buf_init(&f);
+    for (int i = 1; i <= 3; i++) {
+        struct record *r = mkrec(&m, "bulk", i);
+        r->seq = 1000 + (uint64_t)i;
+        ck_assert_int_eq(journal_frame_add(&f, 5, r), 0);
+    }
+    snprintf(jpath, sizeof(jpath), "%s-intake", dbpath);
+    ck_assert_ptr_nonnull(fp = fopen(jpath, "w"));
+    ck_assert_uint_eq(fwrite(f.data, 1, f.len, fp), f.len);
+    fclose(fp);
+    buf_fini(&f);
+
+    sp = open_journal();
+    spool_batch_init(&b);
+    ck_assert_uint_eq(claim_all(sp, "bulk", &b), 4);
+    for (int k = 0; k < 4; k++)
+        check_rec(&b.recs[k], "bulk", k);
+    ck_assert_uint_eq(b.recs[0].seq, 1);
+    ck_assert_uint_eq(b.recs[1].seq, 1001);
+    ck_assert_uint_eq(b.recs[3].seq, 1003);
+    spool_batch_fini(&b);
+    ck_assert_uint_eq(jappend(sp, "bulk", 4, true), 1004);   /* and on from there */
+    spool_close(sp);
+}
+END_TEST
+
 START_TEST(test_journal_frames_round_trip_and_scan)
 {
     struct buf b;
@@ -1097,6 +1269,7 @@ START_TEST(test_journal_frames_round_trip_and_scan)
     ck_assert(journal_frame_next(b.data, b.len, &off, &gen, &got));
     ck_assert_ptr_null(got.key);
     ck_assert(got.dead_letter && !got.retained);
+    ck_assert_uint_eq(got.seq, 0);              /* none stored */
     ck_assert_uint_eq(off, two);
 
     ck_assert_uint_eq(journal_scan(b.data, b.len, &gen, &end), 2);   /* gen 8 ends it */
@@ -1107,6 +1280,19 @@ START_TEST(test_journal_frames_round_trip_and_scan)
     ck_assert_uint_eq(journal_scan(b.data, 10, &gen, &end), 0);      /* torn header */
     ck_assert_uint_eq(gen, 0);
     ck_assert_uint_eq(end, 0);
+
+    /* A frame written with a sequence carries it, 8 bytes longer. */
+    buf_reset(&b);
+    ck_assert_int_eq(journal_frame_add(&b, 9, r1), 0);
+    size_t plain = b.len;
+    r1->seq = 0x0123456789abULL;
+    ck_assert_int_eq(journal_frame_add(&b, 9, r1), 0);
+    ck_assert_uint_eq(b.len - plain, plain + 8);
+    off = plain;
+    ck_assert(journal_frame_next(b.data, b.len, &off, &gen, &got));
+    ck_assert_uint_eq(got.seq, 0x0123456789abULL);
+    ck_assert_mem_eq(got.value, r1->value, r1->value_len);
+    ck_assert_uint_eq(off, b.len);
     buf_fini(&b);
 }
 END_TEST
@@ -1280,6 +1466,10 @@ spool_suite(void)
     tcase_add_test(tc, test_spool_journal_torn_tail_is_not_replayed);
     tcase_add_test(tc, test_spool_journal_clean_close_commits_everything);
     tcase_add_test(tc, test_spool_journal_without_its_database_is_dropped);
+    tcase_add_test(tc, test_spool_live_merge_skips_acknowledged_records);
+    tcase_add_test(tc, test_spool_live_database_path_turns_it_off);
+    tcase_add_test(tc, test_spool_live_commit_or_hold);
+    tcase_add_test(tc, test_spool_journal_replay_keeps_sequences);
     tcase_add_test(tc, test_journal_frames_round_trip_and_scan);
     tcase_add_test(tc, test_spool_sync_tick_checkpoints_into_the_file);
     tcase_add_test(tc, test_spool_power_durability_and_sync);
