@@ -4,7 +4,11 @@
  * Every value is parsed as a sluice-loadgen payload; its identity is (device, seq).
  * A record whose identity was seen before is a duplicate; a new identity whose seq is
  * lower than the highest seq already seen under the same Kafka key counts as
- * reordered. Values that are not loadgen JSON count as "other".
+ * reordered. Values that are not loadgen JSON count as "other". SPEC promises
+ * sluice.instance + sluice.seq unique per record, so downstream can de-duplicate on
+ * it: two different identities under the same pair count as "seq_collisions" (a
+ * duplicate under another pair is allowed: the broker redelivered a message whose
+ * acknowledgement a crash cut off, and sluice took it as a new one).
  *
  * The consumer assigns every partition of every --topic at OFFSET_BEGINNING (no group
  * coordination, works against librdkafka's mock cluster), and keeps looking for topics
@@ -190,12 +194,13 @@ struct kc {
     FILE       *dump;
 
     uint64_t total, distinct, duplicates, reordered, missing_headers, bad_ts, other,
-             key_mismatch, bad_device;
+             key_mismatch, bad_device, seq_collisions;
     uint64_t per_topic[KC_MAX_TOPICS];
     struct kc_smap devs;    /* device -> id */
     struct kc_smap keys;    /* Kafka key -> highest seq seen */
     struct kc_set  seen;    /* (device id << 40 | seq) + 1 */
     struct kc_smap inst;    /* sluice.instance header -> records */
+    struct kc_smap sseq;    /* "<sluice.instance>/<sluice.seq>" -> identity */
 };
 
 static volatile sig_atomic_t kc_stop;
@@ -345,6 +350,24 @@ kc_record(struct kc *k, const rd_kafka_message_t *m)
         jts = json_object_get(root, "ts");
         if (!json_is_integer(jts) || json_integer_value(jts) != ts)
             k->bad_ts++;
+    }
+    {
+        rd_kafka_headers_t *hdrs = NULL;
+        const void *inst = NULL, *sq = NULL;
+        size_t ilen = 0, slen = 0;
+        char pair[512];
+        int n;
+        if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            rd_kafka_header_get_last(hdrs, "sluice.instance", &inst, &ilen) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR && inst != NULL &&
+            rd_kafka_header_get_last(hdrs, "sluice.seq", &sq, &slen) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR && sq != NULL &&
+            (n = snprintf(pair, sizeof(pair), "%.*s/%.*s", (int)ilen, (const char *)inst,
+                          (int)slen, (const char *)sq)) > 0 && (size_t)n < sizeof(pair)) {
+            size_t ps = kc_smap_get(&k->sseq, pair, (size_t)n, (int64_t)id, &added);
+            if (!added && k->sseq.val[ps] != (int64_t)id)
+                k->seq_collisions++;
+        }
     }
     if (!kc_set_add(&k->seen, id)) {
         k->duplicates++;
@@ -539,6 +562,7 @@ main(int argc, char **argv)
     json_object_set_new(out, "missing_headers", json_integer((json_int_t)k.missing_headers));
     json_object_set_new(out, "bad_timestamp", json_integer((json_int_t)k.bad_ts));
     json_object_set_new(out, "key_mismatch", json_integer((json_int_t)k.key_mismatch));
+    json_object_set_new(out, "seq_collisions", json_integer((json_int_t)k.seq_collisions));
     json_object_set_new(out, "bad_device", json_integer((json_int_t)k.bad_device));
     json_object_set_new(out, "other", json_integer((json_int_t)k.other));
     json_object_set_new(out, "keys", json_integer((json_int_t)k.keys.n));
@@ -566,6 +590,7 @@ main(int argc, char **argv)
     kc_smap_fini(&k.devs);
     kc_smap_fini(&k.keys);
     kc_smap_fini(&k.inst);
+    kc_smap_fini(&k.sseq);
     free(k.seen.v);
     return 0;
 }

@@ -21,6 +21,7 @@ def assert_clean(res, n, keys):
     assert res["bad_timestamp"] == 0, res
     assert res["key_mismatch"] == 0, res
     assert res["keys"] == keys, res
+    assert res["seq_collisions"] == 0, res
 
 
 def test_happy_path(wd):

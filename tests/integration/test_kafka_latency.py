@@ -27,6 +27,7 @@ def test_kafka_latency(wd):
     assert s["lost"] == 0, s
     assert s["distinct"] == 15000, s
     assert s["reordered"] == 0, s
+    assert s["seq_collisions"] == 0, s
     assert s["duplicates"] <= s["kills"] * RESEND_PER_KILL, s
     bound = RSS_BOUND_MIB * (8 if h.is_sanitized(h.SLUICE) else 1)
     assert 0 < s["peak_rss_mib"] < bound, (bound, s)

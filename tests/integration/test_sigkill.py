@@ -37,6 +37,8 @@ def test_sigkill(wd):
     assert res["lost"] == 0, res
     assert res["distinct"] == total, res
     assert res["duplicates"] <= kills * RESEND_PER_KILL, res
+    # No restart handed out a sequence again (sluice.instance + sluice.seq unique).
+    assert res["seq_collisions"] == 0, res
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ def test_sigterm(wd):
     assert res["distinct"] == total, res
     assert res["duplicates"] == 0, res
     assert res["reordered"] == 0, res
+    assert res["seq_collisions"] == 0, res
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ def test_soak_short(wd):
     assert s["lost"] == 0, s
     assert s["distinct"] == 30000, s
     assert s["reordered"] == 0, s
+    assert s["seq_collisions"] == 0, s
     assert s["duplicates"] <= (s["kills"] + s["flaps"]) * RESEND_PER_KILL, s
     assert s["stop_rc"] == 0, s
 

@@ -145,7 +145,8 @@ def crash_loop(wd, h, kills=20, messages=200000, rate=5000, devices=200, flaps=0
         "messages": messages, "kills": done_kills, "kills_planned": kills,
         "flaps": flap_count[0], "rtt_ms": rtt_ms, "errors": errors, "lost": res["lost"],
         "distinct": res["distinct"], "duplicates": res["duplicates"],
-        "reordered": res["reordered"], "seconds": round(time.monotonic() - t0, 1),
+        "reordered": res["reordered"], "seq_collisions": res["seq_collisions"],
+        "seconds": round(time.monotonic() - t0, 1),
         "stop_rc": stop_rc, "seed": seed, "peak_rss_mib": round(peak_kib[0] / 1024, 1),
     }
     h.log(f"soak: {json.dumps(summary)}")
@@ -166,7 +167,8 @@ def main(argv=None):
                        devices=a.devices, flaps=a.flaps, flap_period=a.flap_period,
                        rtt_ms=a.rtt_ms, errors=a.errors, seed=seed)
         print(json.dumps(s), flush=True)
-        ok = s["lost"] == 0 and s["reordered"] == 0 and s["distinct"] == a.messages
+        ok = (s["lost"] == 0 and s["reordered"] == 0 and s["seq_collisions"] == 0 and
+              s["distinct"] == a.messages)
     finally:
         wd.stop_all()
         wd.cleanup(ok)
