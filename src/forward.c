@@ -37,9 +37,11 @@
  * never times out (a timed-out record leaves a sequence gap, and re-sending it later
  * would put it behind younger records of its key). What does reach a delivery report
  * with an error is therefore one of:
- *   - a fatal idempotence error (rd_kafka_fatal_error): the producer is purged,
- *     destroyed and recreated, and every cursor rewinds to 0, so everything not yet
- *     acknowledged is re-sent from the spool in sequence order;
+ *   - a fatal idempotence error (rd_kafka_fatal_error), or a producer-state error
+ *     on the record (INVALID_PRODUCER_EPOCH, PRODUCER_FENCED, UNKNOWN_PRODUCER_ID,
+ *     OUT_OF_ORDER_SEQUENCE_NUMBER): the producer is purged, destroyed and
+ *     recreated, and every cursor rewinds to 0, so everything not yet acknowledged
+ *     is re-sent from the spool in sequence order (test_kafka_fatal);
  *   - our own purge, or a timeout that configuration should have made impossible:
  *     handled like the fatal case (re-send, never skip);
  *   - a permanent rejection of this one record: see fw_dead_letter.
@@ -427,13 +429,21 @@ fw_err_is_known_permanent(rd_kafka_resp_err_t e)
     }
 }
 
-/* Errors after which the record must be sent again, in order, by a new producer. */
+/* Errors after which the record must be sent again, in order, by a new producer.
+ * The producer-state errors are among them: they say nothing about the record, and
+ * librdkafka 2.0.2 reports INVALID_PRODUCER_EPOCH per record without raising a fatal
+ * error (measured with the mock cluster: treated as permanent, 10 healthy records
+ * went to the dead-letter topic). */
 static bool
 fw_err_is_resend(struct forward *fw, rd_kafka_resp_err_t e)
 {
     return e == RD_KAFKA_RESP_ERR__FATAL || e == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
            e == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT || e == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT ||
            e == RD_KAFKA_RESP_ERR__TIMED_OUT || e == RD_KAFKA_RESP_ERR__DESTROY ||
+           e == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH ||
+           e == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+           e == RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID ||
+           e == RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER ||
            rd_kafka_fatal_error(fw->rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
