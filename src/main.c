@@ -602,9 +602,15 @@ cmd_run(const char *path)
         config_destroy(cfg);
         return EXIT_FAILURE;
     }
-    /* The live path: records Kafka acknowledges before the journal is merged never
-     * reach SQLite (live.c). It outlives both its users. */
-    if (live_create(&live, LIVE_MAX_RECORDS, LIVE_MAX_BYTES) < 0) {
+    /* The live path (live.c: records Kafka acknowledges before the journal is merged
+     * never reach SQLite) is switched off: one CI run of test_clock_step under ASan
+     * lost 922 of 15,000 records with it on (Kafka down twice around wall-clock steps;
+     * the spool empty at the end), and the cause is not found yet. With live NULL the
+     * spool and the forwarder claim from SQLite as before. SLUICE_EXPERIMENTAL_LIVE=1
+     * turns it on for benchmarks and for finding that bug; never in production. */
+    if (getenv("SLUICE_EXPERIMENTAL_LIVE") != NULL &&
+        strcmp(getenv("SLUICE_EXPERIMENTAL_LIVE"), "1") == 0 &&
+        live_create(&live, LIVE_MAX_RECORDS, LIVE_MAX_BYTES) < 0) {
         log_error("main", "out of memory");
         http_stop(http);
         config_destroy(cfg);
