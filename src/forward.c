@@ -365,16 +365,18 @@ fw_delete_add(struct forward *fw, uint64_t seq)
 /* The record of m is in Kafka (or its dead-letter copy is, or it can go nowhere):
  * its row goes, now, or, for a record the live path produced before the journal
  * was merged, by the merge skipping it (live_ack). */
+static void fw_live_acks(struct forward *fw);
+
 static void
 fw_done(struct forward *fw, const struct fw_msg *m)
 {
-    if (m->live && fw->live != NULL && fw->nlive_acks < FORWARD_WINDOW) {
-        fw->live_acks[fw->nlive_acks++] = m->seq;   /* see fw_live_acks */
+    if (!m->live || fw->live == NULL) {
+        fw_delete_add(fw, m->seq);
         return;
     }
-    if (m->live && fw->live != NULL && !live_ack(fw->live, m->seq))
-        return;
-    fw_delete_add(fw, m->seq);
+    if (fw->nlive_acks == FORWARD_WINDOW)
+        fw_live_acks(fw);                           /* full: report these first */
+    fw->live_acks[fw->nlive_acks++] = m->seq;       /* see fw_live_acks */
 }
 
 /* Reports the acknowledgements fw_done collected (one lock for a poll's worth, not
