@@ -26,7 +26,8 @@ struct spool;
  * 26.4 MiB, with the drain rate unchanged within the noise (bench/run-pipeline.sh,
  * 200-byte records, 64 partitions). At 60-80k records/s 4,000 is 50-65 ms in flight,
  * plenty to keep every partition's batches full. It also bounds what a crash sends
- * twice (plus one delete batch). */
+ * twice (plus the acknowledgements not yet deleted, at most as many again:
+ * forward.c FW_PEND_MAX). */
 #define FORWARD_WINDOW 4000
 
 /* Takes sp. cfg borrowed (see forward_set_config). live (borrowed, may be NULL) is

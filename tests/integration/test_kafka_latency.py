@@ -3,7 +3,7 @@ every broker answers with 3 s of added round-trip time for the whole publishing 
 (15,000 messages at 1,000/s), the first 30 produce requests fail with
 NOT_ENOUGH_REPLICAS, and sluice is SIGKILLed and restarted twice. Nothing lost,
 nothing reordered per key, duplicates within what a kill can re-send (the in-flight
-window, the intake journal, a delete batch), and the memory of every sluice life
+window, the intake journal, the acknowledgements not yet deleted), and the memory of every sluice life
 under RSS_BOUND_MIB although records pile up in the spool behind the slow broker.
 (Each restart spends about 12 s of round trips on its Kafka handshake, so kills
 rarely find records in flight here: the duplicates after kills are test_soak_short's
@@ -16,7 +16,7 @@ import harness as h
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "soak"))
 import crash_loop  # noqa: E402
 
-RESEND_PER_KILL = 4000 + 4000 + 1000     # as in test_soak_short.py
+RESEND_PER_KILL = 4000 + 4000 + 4000     # as in test_soak_short.py
 RSS_BOUND_MIB = 64               # measured 28.7; ASan builds get 8 times as much
 
 

@@ -1,15 +1,16 @@
 """SIGKILL sluice 5 times during a QoS 1 run, restarting it each time: nothing lost.
 Duplicates are expected (records produced but not yet deleted at the kill) and must
-stay within the in-flight window, the intake journal and one delete batch per kill."""
+stay within the in-flight window, the intake journal and the acknowledgements not yet
+deleted, per kill."""
 import time
 
 import harness as h
 
 # What a kill can re-send: include/sluice/forward.h FORWARD_WINDOW (records produced,
 # not yet acknowledged), src/spool.c SPOOL_JOURNAL_ROWS (acknowledged on the live path
-# before the intake journal was merged: replayed) and src/forward.c FW_DELETE_BATCH
-# (acknowledged, not yet deleted).
-RESEND_PER_KILL = 4000 + 4000 + 1000
+# before the intake journal was merged: replayed) and src/forward.c FW_PEND_MAX
+# (acknowledged, not yet deleted: held for whole-run deletes, at most FORWARD_WINDOW).
+RESEND_PER_KILL = 4000 + 4000 + 4000
 
 
 def test_sigkill(wd):

@@ -1,7 +1,7 @@
 """The crash-loop soak (tests/soak/crash_loop.py), short: 8 SIGKILLs at random moments
 during a 30,000-message QoS 1 run while Kafka flaps twice. Nothing lost, nothing
 reordered per key; duplicates stay within what one kill can re-send (the in-flight
-window, the intake journal, a delete batch) per kill and flap."""
+window, the intake journal, the acknowledgements not yet deleted) per kill and flap."""
 import os
 import sys
 
@@ -12,9 +12,9 @@ import crash_loop  # noqa: E402
 
 # What a kill can re-send: include/sluice/forward.h FORWARD_WINDOW (records produced,
 # not yet acknowledged), src/spool.c SPOOL_JOURNAL_ROWS (acknowledged on the live path
-# before the intake journal was merged: replayed) and src/forward.c FW_DELETE_BATCH
-# (acknowledged, not yet deleted).
-RESEND_PER_KILL = 4000 + 4000 + 1000
+# before the intake journal was merged: replayed) and src/forward.c FW_PEND_MAX
+# (acknowledged, not yet deleted: held for whole-run deletes, at most FORWARD_WINDOW).
+RESEND_PER_KILL = 4000 + 4000 + 4000
 
 
 def test_soak_short(wd):
