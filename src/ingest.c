@@ -425,20 +425,27 @@ ingest_on_sub_ok5_one(void *ctx, MQTTAsync_successData5 *resp)
     if (resp->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR)
         log_error(COMP, "broker refused the subscription (reason %d: %s)", (int)resp->reasonCode,
                   MQTTReasonCode_toString(resp->reasonCode));
+    else
+        log_info(COMP, "subscribed (1 filter)");
 }
 
 /* MQTT 5 SUBACK of several filters: one reason code each in alt.sub. */
 static void
 ingest_on_sub_ok5(void *ctx, MQTTAsync_successData5 *resp)
 {
-    int n = resp->alt.sub.reasonCodeCount;
+    int n = resp->alt.sub.reasonCodeCount, granted = 0;
 
     (void)ctx;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         if (resp->alt.sub.reasonCodes[i] >= MQTTREASONCODE_UNSPECIFIED_ERROR)
             log_error(COMP, "broker refused subscription %d of %d (reason %d: %s)", i + 1, n,
                       (int)resp->alt.sub.reasonCodes[i],
                       MQTTReasonCode_toString(resp->alt.sub.reasonCodes[i]));
+        else
+            granted++;
+    }
+    if (granted > 0)
+        log_info(COMP, "subscribed (%d of %d filters)", granted, n);
 }
 
 static void
@@ -458,6 +465,8 @@ ingest_on_sub_ok_one(void *ctx, MQTTAsync_successData *resp)
     (void)ctx;
     if (resp->alt.qos == 0x80)
         log_error(COMP, "broker refused the subscription");
+    else
+        log_info(COMP, "subscribed (1 filter)");
 }
 
 static void
@@ -465,6 +474,7 @@ ingest_on_sub_ok(void *ctx, MQTTAsync_successData *resp)
 {
     (void)ctx;
     (void)resp;
+    log_info(COMP, "subscribed (several filters)");
 }
 
 static void
