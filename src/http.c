@@ -397,7 +397,7 @@ static void
 http_stats_refresh(struct http *h)
 {
     struct spool_conf sc = { .path = h->spool_path, .durability = h->durability,
-                             .readonly = true };
+                             .readonly = true, .cache_kib = 256 };   /* a scan: no reuse */
     struct spool_stats st = { 0 };
     struct err e = { 0 };
     int64_t t0 = clock_mono_ms(), ttl;

@@ -452,8 +452,15 @@ cmd_health(const char *path, const char *url)
 static int
 open_spool(const struct config *cfg, struct live *live, bool journal, struct spool **out)
 {
+    /* 1 MiB of page cache each, not SPOOL_CACHE_KIB's 2: the ingest handle appends
+     * at the right edge of the tree and the forwarder claims and deletes at the left
+     * edge (a 1000-row claim touches ~300 pages), and neither holds the interior of
+     * a big backlog in 2 MiB anyway. With http.c's 256 KiB for the gauges' scan, a
+     * 1M-record drain peaked at 25.3 MiB RSS instead of 29.9 (1 MiB here for the
+     * ingest handle too, 512 KiB measured) with the drain rate within the noise. */
     struct spool_conf sc = { .path = cfg->spool.path, .durability = cfg->spool.durability,
-                             .policy = cfg, .journal = journal, .live = live };
+                             .policy = cfg, .journal = journal, .live = live,
+                             .cache_kib = 1024 };
     struct err err = { 0 };
     struct spool_damage dmg;
     int rc;

@@ -361,6 +361,7 @@ struct spool {
     char                   *dir_path;
     enum config_durability  durability;
     bool                    readonly;
+    int                     cache_kib;
 
     sqlite3_stmt *st_insert, *st_insert_at, *st_begin, *st_commit, *st_rollback;
     sqlite3_stmt *st_claim, *st_delete, *st_maxseq, *st_floor;
@@ -868,7 +869,7 @@ spool_configure(struct spool *sp, struct err *err)
              " PRAGMA cache_size = -%d",
              sp->durability == DURABILITY_POWER ? "FULL" : "NORMAL",
              sp->durability == DURABILITY_POWER ? SPOOL_CKPT_PAGES : 4 * SPOOL_CKPT_PAGES,
-             SPOOL_WAL_LIMIT, SPOOL_SECURE_DELETE, SPOOL_CACHE_KIB);
+             SPOOL_WAL_LIMIT, SPOOL_SECURE_DELETE, sp->cache_kib);
     if ((rc = sqlite3_exec(sp->db, sql, NULL, NULL, NULL)) != SQLITE_OK)
         return spool_fail(sp, err, rc, "configure");
     return 0;
@@ -892,6 +893,7 @@ spool_open(struct spool **out, const struct spool_conf *conf, struct err *err)
     sp->jnext_stale = true;
     buf_init(&sp->jbuf);
     sp->durability = conf->durability;
+    sp->cache_kib = conf->cache_kib > 0 ? conf->cache_kib : SPOOL_CACHE_KIB;
     sp->readonly = conf->readonly;
     if (pthread_mutex_init(&sp->wal_mu, NULL) == 0)
         sp->wal_mu_ok = true;
@@ -957,6 +959,12 @@ spool_open(struct spool **out, const struct spool_conf *conf, struct err *err)
             rc = err_set(err, -EBADMSG, "spool %s: schema version %lld needs a migration "
                          "a read-only open cannot do (run the bridge once)", sp->path,
                          (long long)version);
+            goto fail;
+        }
+        char sql[64];
+        snprintf(sql, sizeof(sql), "PRAGMA cache_size = -%d", sp->cache_kib);
+        if ((rc = sqlite3_exec(sp->db, sql, NULL, NULL, NULL)) != SQLITE_OK) {
+            rc = spool_fail(sp, err, rc, "configure");
             goto fail;
         }
     } else {

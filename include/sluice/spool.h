@@ -33,6 +33,7 @@ struct spool_conf {
                                             the intake journal (spool.c) */
     struct live           *live;         /* with journal: the live path to offer
                                             records to (live.h); borrowed, NULL: none */
+    int                    cache_kib;    /* page cache; 0: SPOOL_CACHE_KIB (spool.c) */
 };
 
 /* Opens (creating with mode 0600, parent directory 0700, when absent), migrates the
