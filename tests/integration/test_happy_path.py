@@ -40,12 +40,12 @@ def test_happy_path(wd):
     h.loadgen(mosq.url, 6000, devices=50, qos=1, rate=2000,
               extra=["--topic-fmt", "factory/steady/l{line}/{device}/telemetry"])
     assert_clean(check.result(), 6000, 50)
-    if os.environ.get("SLUICE_EXPERIMENTAL_LIVE") == "1":
+    if os.environ.get("SLUICE_LIVE") != "0":
         # The merge that skips the last of them runs within 200 ms (SPOOL_HOLD_MS).
         h.wait_for(lambda: p.metric(metrics, "sluice_spool_skipped_total") - before >= 3000,
                    10, "most of the steady stream to skip SQLite")
     else:
-        # The live path is off by default (src/main.c): nothing may skip SQLite.
+        # SLUICE_LIVE=0 switches the live path off (src/main.c): nothing may skip SQLite.
         assert p.metric(metrics, "sluice_spool_skipped_total") == 0
     h.log(f"steady stream: {p.metric(metrics, 'sluice_spool_skipped_total') - before:.0f} "
           f"of 6000 never written to SQLite")
