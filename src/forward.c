@@ -339,7 +339,7 @@ fw_inflight_min(const struct forward *fw)
  *
  * Why hold any back. Records go to many partitions and come home a partition's
  * batch at a time, so right after a report the acknowledged sequences are
- * scattered: a 1M drain into 256 partitions deleted 1.45 rows per range statement,
+ * scattered: a 600k drain into 256 partitions deleted 1.45 rows per range statement,
  * at 2.7 us of the forwarder's CPU per row (half its time), and every partial
  * delete rewrites a leaf that a later one frees. Below the oldest in-flight
  * sequence nothing the forwarder produced is missing (it is acknowledged: pending
@@ -352,8 +352,9 @@ fw_inflight_min(const struct forward *fw)
  * whose holes break later runs), 1.67-1.75 us per row, disk bytes written per
  * payload byte 3.8 -> 2.7; with 2000, the cap on a quarter of the flushes and 2.15
  * us; with 8000, 330 rows per statement but still 1.61 us (SQLite's per-row cost
- * of a delete), for twice the re-sends after a crash. Held acknowledgements are re-sent after a crash,
- * like the in-flight records: see RESEND_PER_KILL in tests/integration. */
+ * of a delete), for twice the re-sends after a crash. Held acknowledgements are
+ * re-sent after a crash, like the in-flight records: see RESEND_PER_KILL in
+ * tests/integration. */
 static void
 fw_delete_flush(struct forward *fw, bool all)
 {
