@@ -51,4 +51,9 @@ bool forward_is_connected(const struct forward *fw);
  * stops moving for seconds, the thread is wedged; main gates the systemd watchdog on it. */
 uint64_t forward_heartbeat(const struct forward *fw);
 
+/* The top-level "txmsgs" (messages transmitted, retransmissions included) of a
+ * librdkafka statistics document of len bytes (not NUL-terminated): 0 and *out, or -1
+ * when there is none. Exposed for the unit tests. */
+int forward_stats_txmsgs(const char *json, size_t len, uint64_t *out);
+
 #endif
