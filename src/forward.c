@@ -104,6 +104,8 @@
 #define FW_CLAIM_RATED    64     /* smaller claims under max_rate: less re-reading */
 #define FW_REFILL_MIN     1000   /* claim only when this many window slots are free */
 #define FW_IDLE_MS        50     /* spool poll interval without a notify */
+#define FW_FULL_WAIT_MS   2      /* one wait while the window is full (fw_wait_full) */
+#define FW_FULL_LINGER_MS 20     /* ... used from this linger.ms on */
 /* After a claim that found less than a full batch (the spool is nearly empty: live
  * traffic), the next claim waits this long, so a stream of single-record notifies
  * costs one SQL query per interval rather than one per message. It bounds the added
@@ -204,6 +206,7 @@ struct forward {
     int64_t          next_probe_ms;  /* mono ms of the next reachability probe */
     int64_t          start_ms;       /* thread start: first-connect grace */
     int64_t          paced_until_ms; /* no claim before this (FW_CLAIM_PACE_MS) */
+    double           linger_ms;      /* the producer's linger.ms (fw_wait_full) */
 
     double           tokens;         /* max_rate budget, bytes */
     int64_t          tokens_ms;      /* mono ms of the last refill */
@@ -856,6 +859,12 @@ fw_producer_create(struct forward *fw, struct err *err)
         goto fail;
     fw->txretries = 0;
     fw->reports = 0;
+    {
+        char v[32];
+        size_t vlen = sizeof(v);
+        fw->linger_ms = rd_kafka_conf_get(conf, "linger.ms", v, &vlen) == RD_KAFKA_CONF_OK
+                        ? atof(v) : 0.0;
+    }
     rd_kafka_conf_set_stats_cb(conf, fw_on_stats);
     rd_kafka_conf_set_opaque(conf, fw);
     rd_kafka_conf_set_dr_msg_cb(conf, fw_on_delivery);
@@ -1260,6 +1269,34 @@ fw_wait(struct forward *fw)
     }
 }
 
+/* Whether the window is what holds the claims back (a backlog draining, or live
+ * traffic faster than Kafka acknowledges it). */
+static bool
+fw_window_bound(struct forward *fw)
+{
+    return fw->linger_ms >= FW_FULL_LINGER_MS && atomic_load(&fw->connected) && !fw->fatal &&
+           fw->cfg->forward_max_rate == 0 && fw->inflight > 0 &&
+           FORWARD_WINDOW - fw->inflight < FW_REFILL_MIN;
+}
+
+/* The wait while the window is full. rd_kafka_flush serves the delivery reports like
+ * rd_kafka_poll, and while it runs librdkafka's broker threads take linger.ms as
+ * zero: every record the window holds is on its way at once. With a plain wait, a
+ * window spread thin over many partitions never fills a batch, and each partition's
+ * records would wait out linger.ms (with linger.ms 50, a 1M-record drain over 256
+ * partitions ran at 57k/s). So linger.ms batches live traffic, where it saves
+ * librdkafka's CPU, and never holds back a drain. Called back to back while the
+ * window stays full, so the override is on nearly all the time; short, so the slots
+ * freed are refilled within FW_FULL_WAIT_MS. Only with linger.ms of FW_FULL_LINGER_MS
+ * or more: with librdkafka's default of 5 the plain wait drained as fast or faster
+ * (alternating runs: 174-203k/s against 167-195k/s), and with 50 this wait drained at
+ * 147-161k/s. */
+static void
+fw_wait_full(struct forward *fw)
+{
+    (void)rd_kafka_flush(fw->rk, FW_FULL_WAIT_MS);   /* a timeout is the usual case */
+}
+
 /* Wakes the thread whatever it waits for (stop, a new config). */
 static void
 fw_wake(struct forward *fw)
@@ -1314,7 +1351,10 @@ fw_main(void *arg)
         if ((!atomic_load(&fw->connected) || fw->suspect) && fw->inflight == 0 &&
             fw_now() >= fw->next_probe_ms)
             fw_probe(fw);
-        fw_wait(fw);
+        if (fw_window_bound(fw))
+            fw_wait_full(fw);
+        else
+            fw_wait(fw);
         fw->queue_full = false;
         rd_kafka_poll(fw->rk, 0);
         fw_live_acks(fw);
