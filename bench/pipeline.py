@@ -297,9 +297,16 @@ def bench_naive(wd, n, opts):
             "publish_rate": lg.get("rate"), "exit": [rc_sub, rc_kcat]}
 
 
+KAFKA_PROPS = {}      # --kafka-prop K=V: kafka.properties for every sluice phase
+
+
 def sluice_setup(wd, name, mosq, kafka):
+    extra = ""
+    if KAFKA_PROPS:
+        extra = "  properties:\n" + "".join(f"    {k}: \"{v}\"\n"
+                                            for k, v in KAFKA_PROPS.items())
     cfg = h.sluice_config(wd, name, mosq.url, kafka.bootstrap,
-                          http_listen=f"127.0.0.1:{h.free_port()}")
+                          http_listen=f"127.0.0.1:{h.free_port()}", extra_kafka=extra)
     return h.Sluice(wd, cfg).start()
 
 
@@ -428,6 +435,8 @@ def bench_backlog(wd, n, opts):
     h.log(f"spool:\n{spool}")
     kafka.cmd("up all")
     t_up = time.monotonic()
+    busy_up = cpu_jiffies()
+    mock_up = proc_cpu(kafka.proc.pid) or 0.0
     # The drain is the spool emptying into Kafka: timed by sluice's own count of
     # records Kafka acknowledged (sluice_kafka_delivered_total), polled every 50 ms.
     # The consumer that proves them complete and in order reads afterwards, so it does
@@ -447,6 +456,8 @@ def bench_backlog(wd, n, opts):
     h.wait_for(acked, opts.backlog_timeout, "Kafka to acknowledge the backlog",
                interval=0.05)
     t_acked = time.monotonic()
+    busy_acked = cpu_jiffies()
+    mock_acked = proc_cpu(kafka.proc.pid) or 0.0
     c = Sample(pid)
     if check is None:
         check = TimedChecker(wd, kafka.bootstrap, n, opts.backlog_timeout,
@@ -467,6 +478,11 @@ def bench_backlog(wd, n, opts):
     if first[0] is not None and t_acked > first[0]:
         out["reconnect_wait_s"] = first[0] - t_up
         out["drain_rate_after_first_send"] = n / (t_acked - first[0])
+    # What the whole machine and the mock cluster spent while Kafka drained the
+    # backlog: near os.cpu_count() busy CPUs, the drain is bound by the machine.
+    out["drain_busy_cpus"] = ((busy_acked[0] - busy_up[0]) /
+                              max(1, busy_acked[1] - busy_up[1]) * os.cpu_count())
+    out["drain_mock_cpu_s"] = mock_acked - mock_up
     ing = sluice_delta(a, b, n)
     drn = sluice_delta(b, c, n)
     out["ingest"] = ing
@@ -599,6 +615,9 @@ def report(r, opts):
               f", drained: {json.dumps(bl['drain']['rss_split_mib_at_end'])}")
         print(f"backlog spool files (bytes) full: {json.dumps(bl['spool_files_full'])}, "
               f"drained: {json.dumps(bl['spool_files_drained'])}")
+        print(f"backlog drain: {bl['drain_busy_cpus']:.2f} of {os.cpu_count()} CPUs busy "
+              f"(whole machine); mock cluster {bl['drain_mock_cpu_s']:.2f} CPU s, sluice "
+              f"{bl['drain']['cpu_s']:.2f} CPU s")
         if "reconnect_wait_s" in bl:
             print(f"backlog: {bl['reconnect_wait_s']:.1f} s from `up all` to the first "
                   f"acknowledged record; drain rate after it "
@@ -634,7 +653,14 @@ def main():
                     help="sluice-loadgen --max-inflight; its default of 1000 makes Paho "
                          "publish QoS 1 5-10x slower on this machine (publisher-bound)")
     ap.add_argument("--json", help="write all results here")
+    ap.add_argument("--kafka-prop", action="append", default=[], metavar="K=V",
+                    help="a kafka.properties entry for sluice (repeatable), e.g. linger.ms=50")
     opts = ap.parse_args()
+    for kv in opts.kafka_prop:
+        k, sep, v = kv.partition("=")
+        if not sep:
+            ap.error(f"--kafka-prop {kv!r}: want K=V")
+        KAFKA_PROPS[k] = v
     opts.build = os.path.abspath(opts.build)
     global MAX_INFLIGHT
     MAX_INFLIGHT = opts.max_inflight
