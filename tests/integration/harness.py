@@ -290,6 +290,16 @@ class Sluice:
                              capture_output=True, text=True, timeout=30)
         return out
 
+    def spool_total(self):
+        """The records waiting in the spool: the total row of `sluice spool stats`."""
+        out = self.spool_stats()
+        assert out.returncode == 0, out.stderr
+        for line in out.stdout.splitlines():
+            parts = line.split()
+            if parts[:1] == ["total"]:
+                return int(parts[1])
+        raise AssertionError(f"no total in spool stats: {out.stdout!r}")
+
 
 def is_sanitized(path):
     """True for an AddressSanitizer build, which uses far more memory."""

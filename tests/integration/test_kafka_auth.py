@@ -27,16 +27,6 @@ import harness as h
 PER_STEP = 1500
 
 
-def spooled(sl):
-    out = sl.spool_stats()
-    assert out.returncode == 0, out.stderr
-    for line in out.stdout.splitlines():
-        parts = line.split()
-        if parts and parts[0] == "total":
-            return int(parts[1])
-    raise AssertionError(f"no total in spool stats: {out.stdout}")
-
-
 def test_kafka_auth(wd):
     password = "kpw-" + secrets.token_hex(12)   # planted: must never be printed
     mosq = h.Mosquitto(wd).start()
@@ -62,7 +52,7 @@ def test_kafka_auth(wd):
     # 1. SASL/SCRAM against brokers that do not speak SASL.
     sl = h.Sluice(wd, cfg, name="auth").start()
     h.loadgen(mosq.url, PER_STEP, devices=30, qos=1, start=0)
-    h.wait_for(lambda: spooled(sl) == PER_STEP, 60, f"{PER_STEP} records spooled")
+    h.wait_for(lambda: sl.spool_total() == PER_STEP, 60, f"{PER_STEP} records spooled")
     m = sl.wait_log(r"(?i)kafka: .*sasl.*", 60)
     h.log(f"SASL refusal logged: {m.group(0)[:200]}")
     metrics_url = sl.http_url("/metrics")
@@ -77,7 +67,7 @@ def test_kafka_auth(wd):
     sl.wait_log(r"forward: kafka unreachable", 30)
     assert kafka_connected() == 0, "sluice_kafka_connected is 1 while SASL fails"
     assert sl.stop() == 0
-    assert spooled(sl) == PER_STEP, "records left the spool although nothing was delivered"
+    assert sl.spool_total() == PER_STEP, "records left the spool although nothing was delivered"
 
     # 2. TLS against plain listeners.
     ssl_cfg = h.sluice_config(wd, "auth", mosq.url, kafka.bootstrap, extra_kafka=f"""  properties:
@@ -88,11 +78,11 @@ def test_kafka_auth(wd):
         f.write(open("/etc/ssl/certs/ca-certificates.crt").read())
     sl = h.Sluice(wd, ssl_cfg, name="auth").start()
     h.loadgen(mosq.url, PER_STEP, devices=30, qos=1, start=PER_STEP)
-    h.wait_for(lambda: spooled(sl) == 2 * PER_STEP, 60, f"{2 * PER_STEP} records spooled")
+    h.wait_for(lambda: sl.spool_total() == 2 * PER_STEP, 60, f"{2 * PER_STEP} records spooled")
     m = sl.wait_log(r"(?i)kafka: .*(ssl|handshake).*", 60)
     h.log(f"TLS failure logged: {m.group(0)[:200]}")
     assert sl.stop() == 0
-    assert spooled(sl) == 2 * PER_STEP
+    assert sl.spool_total() == 2 * PER_STEP
 
     # 3. Turning off certificate verification needs kafka.insecure.
     bad_cfg = h.sluice_config(wd, "insecure", mosq.url, kafka.bootstrap, extra_kafka="""  properties:
@@ -111,7 +101,7 @@ def test_kafka_auth(wd):
     plain_cfg = h.sluice_config(wd, "auth", mosq.url, kafka.bootstrap)
     sl = h.Sluice(wd, plain_cfg, name="auth").start()
     res = check.result()
-    h.wait_for(lambda: spooled(sl) == 0, 60, "spool drained")
+    h.wait_for(lambda: sl.spool_total() == 0, 60, "spool drained")
     assert sl.stop() == 0
     assert res["lost"] == 0 and res["distinct"] == 2 * PER_STEP, res
     assert res["duplicates"] == 0, res
