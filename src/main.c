@@ -458,9 +458,9 @@ open_spool(const struct config *cfg, struct live *live, bool journal, struct spo
      * big backlog's interior in 2 MiB anyway (with http.c's 256 KiB for the gauges'
      * scan, a 1M-record drain peaked at 25.3 MiB RSS instead of 29.9 with SQLite's
      * 2 MiB each). The forwarder deletes rows up to 8,000 behind its claims (the
-     * window, plus acknowledgements held for whole runs: forward.c), 2-4 MiB of 1 KiB
-     * pages: with 1 MiB it re-read every one of them to delete its rows, 15% of its
-     * CPU. 4 MiB: 1M drains at 165-212k/s against 142-170k/s, alternating runs,
+     * window, plus acknowledgements held for whole runs: forward.c), 2-4 MiB of pages:
+     * with 1 MiB it re-read every one of them to delete its rows, 15% of its CPU (1 KiB
+     * pages then). 4 MiB: 1M drains at 165-212k/s against 142-170k/s, alternating runs,
      * peak RSS 28.3 MiB instead of 24.7. */
     struct spool_conf sc = { .path = cfg->spool.path, .durability = cfg->spool.durability,
                              .policy = cfg, .journal = journal, .live = live,

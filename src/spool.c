@@ -58,17 +58,21 @@
  * maximum row (once per drained backlog, not per row). AUTOINCREMENT would rewrite
  * the sqlite_sequence page on every insert: one more WAL frame per QoS 1 commit.
  *
- * Page size 1024, not the default 4096. Each page touched costs a frame of
- * page_size + 24 bytes. For 200-byte payloads we measured (bench/bench_spool.c,
- * /proc/self/io write_bytes, WAL fsynced every 200 ms, checkpoints included)
- * 12.0 disk bytes per payload byte with 1 KiB pages against 29.3 with 4 KiB pages
- * (and 18.8 against 49.6 for the table-plus-index layout). Smaller pages cost
- * b-tree depth and syscalls on bulk reads and deletes: the drain measured ~400k
- * rows per CPU second with 1 KiB pages against ~500k with 4 KiB, both above the
- * 300k budget. Rows over ~990 bytes spill into overflow pages, which cost what
- * they carry. With the intake journal the database gets rows in batches, and 1 KiB
- * still wins: bench/run-pipeline.sh measured 3.8-4.4 disk bytes per payload byte at
- * QoS 1 against 4.8-5.0 with 4 KiB, and no CPU gain.
+ * Page size 4096 (SQLite's default). Each page touched costs a frame of page_size +
+ * 24 bytes, so small pages once won: with a commit per message, 200-byte payloads
+ * measured (bench/bench_spool.c, /proc/self/io write_bytes, WAL fsynced every 200 ms,
+ * checkpoints included) 12.0 disk bytes per payload byte with 1 KiB pages against
+ * 29.3 with 4 KiB. Since the intake journal (below) the database gets rows in
+ * batches that fill pages, and the drain's per-row deletes became the cost that
+ * counts: bench/bench_delete measured 2.0 us per deleted row with 1 KiB pages
+ * against 1.1 with 4 KiB, and three alternating pairs of 400,000-record drains
+ * (bench/pipeline.py --phases backlog) ran at 104-121k/s against 86-93k/s, the
+ * forwarder at 1.55-1.77 CPU s against 2.10-3.26, for 4.4 instead of 4.0 disk bytes
+ * per payload byte while Kafka was down (the merge's last, partial page is
+ * rewritten by the next merge) and a smaller file (126.5 MB against 138.6 MB for
+ * those 400,000 rows). Rows over ~4,060 bytes spill into overflow pages, which cost
+ * what they carry. A spool created with another page size keeps it (in WAL mode it
+ * is fixed for the file's life).
  *
  * secure_delete = FAST (Debian builds SQLite with SECURE_DELETE on): deleted rows
  * are zeroed inside pages that are written anyway, but freed pages are not
@@ -198,7 +202,7 @@
 #include "sluice/spool.h"
 
 #ifndef SPOOL_PAGE_SIZE                          /* overridable for bench_spool only */
-#define SPOOL_PAGE_SIZE    1024
+#define SPOOL_PAGE_SIZE    4096
 #endif
 #ifndef SPOOL_CKPT_PAGES
 #define SPOOL_CKPT_PAGES   4096                  /* ~4 MiB of WAL between checkpoints */
@@ -216,7 +220,7 @@
 #endif
 #ifndef SPOOL_CACHE_KIB
 #define SPOOL_CACHE_KIB    2048     /* page cache per handle: a 1000-row claim batch of
-                                       200-byte records touches ~300 pages; 2 MiB keeps
+                                       200-byte records touches ~75 pages; 2 MiB keeps
                                        those and the tree interior, and RSS small */
 #endif
 #define SPOOL_WAL_LIMIT    (16 * 1024 * 1024)    /* journal_size_limit, bytes */
