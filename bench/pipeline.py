@@ -410,6 +410,20 @@ def delivered_total(sl):
     return metric_total(sl, "sluice_kafka_delivered_total")
 
 
+def drain_slices(timeline, width=0.5):
+    """The acknowledged rate in consecutive slices of `width` seconds after the first
+    acknowledgement: where a drain's average falls short of its steady rate."""
+    start = next((i for i, (_, d) in enumerate(timeline) if d > 0), None)
+    if start is None:
+        return []
+    out, (t0, d0) = [], timeline[start]
+    for t, d in timeline[start + 1:]:
+        if t - t0 >= width:
+            out.append(round((d - d0) / (t - t0)))
+            t0, d0 = t, d
+    return out
+
+
 def bench_backlog(wd, n, opts):
     mosq = mosquitto(wd)
     # The mock cluster keeps only ~5 MiB per partition: the consumer that checks the
@@ -447,11 +461,14 @@ def bench_backlog(wd, n, opts):
         check = TimedChecker(wd, kafka.bootstrap, n, opts.backlog_timeout,
                              sluice_checks=True)
     first = [None]
+    timeline = []     # (seconds since `up all`, records acknowledged), every poll
 
     def acked():
         d = delivered_total(sl)
+        now = time.monotonic()
+        timeline.append((now - t_up, d))
         if d > 0 and first[0] is None:
-            first[0] = time.monotonic()
+            first[0] = now
         return d >= n
     h.wait_for(acked, opts.backlog_timeout, "Kafka to acknowledge the backlog",
                interval=0.05)
@@ -483,6 +500,7 @@ def bench_backlog(wd, n, opts):
     out["drain_busy_cpus"] = ((busy_acked[0] - busy_up[0]) /
                               max(1, busy_acked[1] - busy_up[1]) * os.cpu_count())
     out["drain_mock_cpu_s"] = mock_acked - mock_up
+    out["drain_timeline"] = drain_slices(timeline)
     ing = sluice_delta(a, b, n)
     drn = sluice_delta(b, c, n)
     out["ingest"] = ing
@@ -622,6 +640,9 @@ def report(r, opts):
             print(f"backlog: {bl['reconnect_wait_s']:.1f} s from `up all` to the first "
                   f"acknowledged record; drain rate after it "
                   f"{bl['drain_rate_after_first_send']:.0f}/s")
+        if bl.get("drain_timeline"):
+            print("backlog drain rate per 0.5 s after the first acknowledgement (/s): "
+                  + " ".join(str(x) for x in bl["drain_timeline"]))
         print(f"backlog drain timed {'by acknowledgements, checked after' if bl.get('drain_check') == 'after' else 'by the consumer, running beside it'}")
     return summary
 
