@@ -115,7 +115,8 @@
 #define FW_DELETE_MS      20     /* ... or this old, whichever comes first */
 #define FW_PEND_MAX       FORWARD_WINDOW   /* acks held back for whole runs, at most */
 #define FW_PROBE_MS       2000   /* reachability probe while down and idle */
-#define FW_PROBE_WAIT_MS  500
+#define FW_PROBE_WAIT_MS  500    /* its first wait for an answer ... */
+#define FW_PROBE_WAIT_MAX 8000   /* ... doubled up to this while answers come late */
 #define FW_GRACE_MS       3000   /* no "unreachable" line for a slow first connect */
 #define FW_PURGE_WAIT_MS  2000   /* delivery reports of purged messages */
 #define FW_LOG_EVERY_MS   60000  /* repeated librdkafka complaints */
@@ -204,6 +205,7 @@ struct forward {
     bool             suspect;        /* all brokers down while idle: probe to confirm */
     int64_t          down_since_ms;  /* mono ms the outage was noticed */
     int64_t          next_probe_ms;  /* mono ms of the next reachability probe */
+    int              probe_wait_ms;  /* how long it waits for the answer (fw_probe) */
     int64_t          start_ms;       /* thread start: first-connect grace */
     int64_t          paced_until_ms; /* no claim before this (FW_CLAIM_PACE_MS) */
     double           linger_ms;      /* the producer's linger.ms (fw_wait_full) */
@@ -265,23 +267,43 @@ fw_mark_up(struct forward *fw)
 }
 
 /* While nothing is in flight no delivery report can tell us Kafka is back, so a
- * metadata request asks. It blocks the loop for at most FW_PROBE_WAIT_MS, and only
- * while Kafka is unreachable and there is nothing to send. */
+ * metadata request asks. It blocks the loop while it waits, and only while Kafka is
+ * unreachable and there is nothing to send. The wait starts at FW_PROBE_WAIT_MS, and
+ * doubles each time a broker took the request and did not answer in time: a link
+ * with more round-trip time than the wait (a vessel's satellite uplink) would
+ * otherwise never count as back. Twice the answer's time is the next outage's first
+ * wait. With no broker connected (refused, unreachable) nothing was sent, the error
+ * is not a timeout, and the wait stays as it was. */
+static int
+fw_probe_wait(int64_t ms)
+{
+    return ms < FW_PROBE_WAIT_MS ? FW_PROBE_WAIT_MS
+           : ms > FW_PROBE_WAIT_MAX ? FW_PROBE_WAIT_MAX : (int)ms;
+}
+
 static void
 fw_probe(struct forward *fw)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t e;
+    int64_t t0 = fw_now(), took;
 
-    fw->next_probe_ms = fw_now() + FW_PROBE_MS;
-    e = rd_kafka_metadata(fw->rk, 0, NULL, &md, FW_PROBE_WAIT_MS);
+    fw->probe_wait_ms = fw_probe_wait(fw->probe_wait_ms);
+    fw->next_probe_ms = t0 + FW_PROBE_MS;
+    e = rd_kafka_metadata(fw->rk, 0, NULL, &md, fw->probe_wait_ms);
     if (md != NULL)
         rd_kafka_metadata_destroy(md);
+    took = fw_now() - t0;
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fw->probe_wait_ms = fw_probe_wait(took * 2);
         fw->suspect = false;
         fw_mark_up(fw);
-    } else if (fw->suspect ||
-               (!fw->ever_up && !fw->down_logged && fw_now() - fw->start_ms >= FW_GRACE_MS)) {
+        return;
+    }
+    if (e == RD_KAFKA_RESP_ERR__TIMED_OUT)
+        fw->probe_wait_ms = fw_probe_wait((int64_t)fw->probe_wait_ms * 2);
+    if (fw->suspect ||
+        (!fw->ever_up && !fw->down_logged && fw_now() - fw->start_ms >= FW_GRACE_MS)) {
         fw->suspect = false;
         fw_mark_down(fw, "all brokers down");
     }
