@@ -1414,6 +1414,33 @@ START_TEST(test_spool_sync_tick_checkpoints_into_the_file)
 }
 END_TEST
 
+/* Under `durability: power` (no tick) each commit that takes the WAL past
+ * SPOOL_CKPT_PAGES frames checkpoints it, and the WAL restarts: a new spool (4 KiB
+ * pages) keeps its WAL under 16 MiB plus a commit, however much is written. */
+START_TEST(test_spool_power_wal_stays_bounded)
+{
+    struct spool *sp = open_at(dbpath, DURABILITY_POWER, false);
+    char wal[340];
+    struct stat st;
+    off_t most = 0;
+    struct err err = {0};
+
+    snprintf(wal, sizeof(wal), "%s-wal", dbpath);
+    for (int i = 0; i < 120000; i++) {
+        append(sp, "bulk", i, false);
+        if (i % 500 == 499) {
+            ck_assert_int_eq(spool_commit(sp, &err), 0);
+            ck_assert_int_eq(stat(wal, &st), 0);
+            most = st.st_size > most ? st.st_size : most;
+        }
+    }
+    ck_assert_uint_eq(count_rows(sp, "bulk"), 120000);
+    ck_assert_msg(most > 0 && most < 18 * 1024 * 1024, "WAL reached %lld bytes",
+                  (long long)most);
+    spool_close(sp);
+}
+END_TEST
+
 START_TEST(test_spool_power_durability_and_sync)
 {
     struct spool *sp = open_at(dbpath, DURABILITY_POWER, false);
@@ -1459,6 +1486,7 @@ spool_suite(void)
 #ifdef SLUICE_FAULT_SEAMS
     tcase_add_test(tc, test_spool_commit_fault_returns_eio_then_recovers);
     tcase_add_test(tc, test_spool_full_disk_enospc_then_recovers);
+    tcase_add_test(tc, test_spool_power_wal_stays_bounded);
     tcase_add_test(tc, test_spool_journal_failed_commit_keeps_rows);
 #endif
     tcase_add_test(tc, test_spool_journal_acked_rows_survive_a_crash);
