@@ -307,6 +307,17 @@ def is_sanitized(path):
         return b"AddressSanitizer" in f.read()
 
 
+def assert_delivered(res, total, duplicates=None):
+    """A Checker's result: all `total` messages arrived, none reordered per key, each
+    with its headers; `duplicates`, when given, is the exact count there must be."""
+    assert res["lost"] == 0, res
+    assert res["reordered"] == 0, res
+    assert res["distinct"] == total, res
+    assert res["missing_headers"] == 0, res
+    if duplicates is not None:
+        assert res["duplicates"] == duplicates, res
+
+
 def assert_check_print_hides(config, secret):
     """`sluice check --print` succeeds, shows <redacted>, and never the secret."""
     printed = subprocess.run([SLUICE, "check", "-c", config, "--print"],

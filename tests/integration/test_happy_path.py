@@ -15,11 +15,7 @@ import policy as p
 
 
 def assert_clean(res, n, keys):
-    assert res["distinct"] == n, res
-    assert res["lost"] == 0, res
-    assert res["duplicates"] == 0, res
-    assert res["reordered"] == 0, res
-    assert res["missing_headers"] == 0, res
+    h.assert_delivered(res, n, duplicates=0)
     assert res["bad_timestamp"] == 0, res
     assert res["key_mismatch"] == 0, res
     assert res["keys"] == keys, res

@@ -22,10 +22,7 @@ def test_kafka_outage(wd):
     assert pub.wait(timeout=120) == 0, "loadgen failed"
     res = check.result()
     assert sl.stop() == 0
-    assert res["lost"] == 0, res
-    assert res["reordered"] == 0, res
-    assert res["distinct"] == total, res
-    assert res["missing_headers"] == 0, res
+    h.assert_delivered(res, total)
     h.log(f"duplicates after a 10 s outage: {res['duplicates']}")
 
 

@@ -37,11 +37,7 @@ def test_linger_drain(wd):
     h.log(f"drained {TOTAL} with linger.ms {LINGER_MS} in {time.monotonic() - up:.1f} s")
     res = check.result()
     assert sl.stop() == 0
-    assert res["lost"] == 0, res
-    assert res["duplicates"] == 0, res
-    assert res["reordered"] == 0, res
-    assert res["distinct"] == TOTAL, res
-    assert res["missing_headers"] == 0, res
+    h.assert_delivered(res, TOTAL, duplicates=0)
 
 
 if __name__ == "__main__":

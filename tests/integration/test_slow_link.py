@@ -31,10 +31,7 @@ def test_slow_link(wd):
     check = h.Checker(kafka.bootstrap, ["telemetry.berlin"], expect=total, timeout=180)
     res = check.result()
     assert sl.stop() == 0
-    assert res["lost"] == 0, res
-    assert res["reordered"] == 0, res
-    assert res["distinct"] == total, res
-    assert res["missing_headers"] == 0, res
+    h.assert_delivered(res, total)
 
 
 if __name__ == "__main__":
